@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""AdmissionReviews/s and latency over HTTPS on loopback, all targets in one run.
+
+Targets: a bare FastAPI echo endpoint (the ceiling), deployguard on the embedded
+engine, deployguard on a real OPA server. Load comes from ``wrk`` (C, keep-alive)
+so the client costs little of the two cores. Prints a table and the ratios to the
+ceiling; never used as a timed assertion.
+
+    .venv/bin/python bench/http_throughput.py [--duration 10] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import tool  # noqa: E402
+from tests.processes import Process, free_port, http_ok  # noqa: E402
+from webhook.tls import generate_certificates  # noqa: E402
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("DG_BODY"), "r")
+wrk.body = f:read("*a")
+f:close()
+"""
+
+
+def wrk(url: str, body: Path, duration: int, connections: int, script: Path) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, env={**os.environ, "DG_BODY": str(body)}, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    result = {"rps": rps}
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if m:
+            value, unit = float(m.group(1)), m.group(2)
+            result[f"p{pct}_ms"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = float(errors.group(1)) if errors else 0.0
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--body", type=Path, default=REPO / "examples/admission-review.json")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench needs wrk (Debian: apt-get install wrk)")
+    work = Path(tempfile.mkdtemp(prefix="dg-bench-"))
+    certs = generate_certificates(work / "certs", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    script = work / "post.lua"
+    script.write_text(LUA)
+    python = sys.executable
+    deployguard = str(Path(python).parent / "deployguard")
+    tls = ["--cert", str(certs.cert), "--key", str(certs.key)]
+    opa_port = free_port()
+    opa = Process("opa", [str(tool("opa")), "run", "--server", "--addr", f"127.0.0.1:{opa_port}",
+                          "--log-level", "error"], work)
+    opa.wait_until(lambda: http_ok(f"http://127.0.0.1:{opa_port}/health"), 30, "healthy")
+    targets: list[tuple[str, list[str]]] = [
+        ("echo (ceiling)", [python, "-m", "uvicorn", "bench.echo_app:app", "--host", "127.0.0.1", "--port", "{port}",
+                            "--ssl-certfile", str(certs.cert), "--ssl-keyfile", str(certs.key), "--log-level",
+                            "warning", "--no-access-log"]),
+        ("deployguard embedded", [deployguard, "serve", "--host", "127.0.0.1", "--port", "{port}", *tls,
+                                  "--policies", str(REPO / "policies")]),
+        ("deployguard opa", [deployguard, "serve", "--host", "127.0.0.1", "--port", "{port}", *tls,
+                             "--policies", str(REPO / "policies"), "--engine", "opa",
+                             "--opa-url", f"http://127.0.0.1:{opa_port}"]),
+    ]
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name, argv in targets:
+            port = free_port()
+            proc = Process(name.split()[0] + str(port), [a.replace("{port}", str(port)) for a in argv], work,
+                           env={"PYTHONPATH": str(REPO)})
+            try:
+                proc.wait_until(lambda p=port: http_ok(f"https://127.0.0.1:{p}/healthz", cafile=certs.ca_cert), 60,
+                                "serving")
+                url = f"https://127.0.0.1:{port}/validate"
+                wrk(url, args.body, 2, args.connections, script)  # warm up
+                results[name] = wrk(url, args.body, args.duration, args.connections, script)
+            finally:
+                proc.stop()
+    finally:
+        opa.stop()
+    ceiling = results["echo (ceiling)"]["rps"]
+    print(f"\n{'target':24} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs echo':>8}")
+    for name, r in results.items():
+        print(f"{name:24} {r['rps']:9.0f} {r.get('p50_ms', 0):8.2f} {r.get('p90_ms', 0):8.2f} "
+              f"{r.get('p99_ms', 0):8.2f} {r['errors']:7.0f} {r['rps'] / ceiling:8.2f}")
+    print(json.dumps(results))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one test command: sets up everything the tests need on a fresh machine, then runs
+# every tier (unit, integration, e2e). CI (.ci/run) calls exactly this.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m e2e -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+log "python environment (.venv)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+log "tool binaries (built from pinned Go modules, cached in ~/.cache/deployguard/tools)"
+python3 scripts/provision_tools.py
+DEPLOYGUARD_TOOLS_BIN="$(python3 scripts/provision_tools.py --print-dir)"
+export DEPLOYGUARD_TOOLS_BIN
+export PATH="$DEPLOYGUARD_TOOLS_BIN:$PWD/.venv/bin:$PATH"
+
+log "lint and types"
+ruff check webhook tests bench scripts
+ruff format --check webhook
+mypy
+
+log "policy tests on both engines"
+"$DEPLOYGUARD_TOOLS_BIN/opa" test policies/
+deployguard policy test --policies policies/
+
+log "pytest: unit, integration and e2e tiers"
+export DEPLOYGUARD_REQUIRE_TIERS="${DEPLOYGUARD_REQUIRE_TIERS-unit,integration}"
+if [ "$#" -gt 0 ]; then
+  DEPLOYGUARD_REQUIRE_TIERS="" exec pytest "$@"
+fi
+exec pytest

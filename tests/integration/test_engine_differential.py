@@ -1,0 +1,128 @@
+"""One table of policy cases, evaluated on the embedded engine and on a real OPA server.
+
+rego-cpp has gaps (DESIGN.md section 4); a policy that decides differently on the two
+engines is a bug in the policy or an engine, caught here before it serves.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.conftest import POLICIES
+from tests.factories import DIGEST, PINNED, admission_review, workload
+from tests.integration.conftest import OpaServer
+from webhook.admission import parse_review
+from webhook.config import AdmissionSettings, PolicySettings
+from webhook.decision_log import DecisionLog
+from webhook.engines.embedded import EmbeddedEngine
+from webhook.engines.opa import OpaEngine
+from webhook.policy_bundle import load_bundle
+from webhook.reviewer import Reviewer
+
+pytestmark = pytest.mark.integration
+SEEN: dict[str, dict[str, Any]] = {}
+
+
+def _with(obj: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(obj)
+    template = obj["spec"]["template"] if "template" in obj.get("spec", {}) else None
+    for key, value in changes.items():
+        if key == "init" and template is not None:
+            template["spec"]["initContainers"] = value
+        elif key == "ephemeral" and template is not None:
+            template["spec"]["ephemeralContainers"] = value
+        elif key == "annotations":
+            obj["metadata"]["annotations"] = value
+        elif key == "replicas":
+            obj["spec"]["replicas"] = value
+    return obj
+
+
+def _without_containers(obj: dict[str, Any]) -> dict[str, Any]:
+    obj = copy.deepcopy(obj)
+    obj["spec"]["template"]["spec"] = {}
+    return obj
+
+
+def _scaled(obj: dict[str, Any]) -> dict[str, Any]:
+    return _with(obj, replicas=7)
+
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("pinned", admission_review(workload("Deployment", PINNED))),
+    ("latest", admission_review(workload("Deployment", "nginx:latest"))),
+    ("implicit latest", admission_review(workload("Deployment", "nginx"))),
+    ("tag", admission_review(workload("Deployment", "ghcr.io/acme/web:1.4.2"))),
+    ("tag and digest", admission_review(workload("Deployment", f"ghcr.io/acme/web:1.4.2@{DIGEST}"))),
+    ("registry not allowed", admission_review(workload("Deployment", f"evil.example.com/web@{DIGEST}"))),
+    ("invalid reference", admission_review(workload("Deployment", "Nginx:Latest"))),
+    ("invalid with quotes", admission_review(workload("Deployment", 'bad"image\\name'))),
+    ("several containers", admission_review(workload("Deployment", "nginx:1", PINNED, "quay.io/x/y:2"))),
+    ("init container", admission_review(_with(workload("Deployment", PINNED), init=[{"name": "i", "image": "bb"}]))),
+    ("no release id", admission_review(workload("Deployment", PINNED, version_label=False))),
+    ("release id annotation", admission_review(_with(workload("Deployment", PINNED, version_label=False),
+                                                     annotations={"deployguard.io/release-id": "r-1"}))),
+    ("pod", admission_review(workload("Pod", "nginx:1.27"))),
+    ("cronjob", admission_review(workload("CronJob", "nginx:1.27"))),
+    ("statefulset pinned", admission_review(workload("StatefulSet", PINNED))),
+    ("scale of unpinned", admission_review(_scaled(workload("Deployment", "nginx:1")), operation="UPDATE",
+                                           old=workload("Deployment", "nginx:1"))),
+    ("rollout to tag", admission_review(workload("Deployment", "nginx:2"), operation="UPDATE",
+                                        old=workload("Deployment", PINNED))),
+    ("delete", admission_review(None, operation="DELETE", old=workload("Deployment", "nginx:latest"))),
+    ("dry run", admission_review(workload("Deployment", "nginx:latest"), dry_run=True)),
+    ("unicode name", admission_review(workload("Deployment", "nginx:1", name="wéb-ü"))),
+    ("no containers", admission_review(_without_containers(workload("Deployment")))),
+]
+
+
+def _comparable(response: dict[str, Any]) -> dict[str, Any]:
+    """The decision without per-request ids."""
+    body = copy.deepcopy(response["response"])
+    body.pop("uid")
+    decision_id = body.pop("auditAnnotations")["decision-id"]
+    if "status" in body:
+        body["status"]["message"] = body["status"]["message"].replace(decision_id, "<id>")
+    return body
+
+
+def _reviewer(engine: EmbeddedEngine | OpaEngine) -> Reviewer:
+    return Reviewer(engine, admission=AdmissionSettings(), policy=PolicySettings(),
+                    log=DecisionLog(stream=io.StringIO()))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engines(opa_server: OpaServer) -> AsyncIterator[tuple[Reviewer, Reviewer]]:
+    bundle = load_bundle(POLICIES)
+    embedded, opa = EmbeddedEngine(), OpaEngine(opa_server.url)
+    await embedded.load(bundle)
+    await opa.load(bundle)
+    yield _reviewer(embedded), _reviewer(opa)
+    await opa.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(("name", "doc"), CASES, ids=[c[0] for c in CASES])
+async def test_both_engines_decide_alike(engines: tuple[Reviewer, Reviewer], name: str, doc: dict[str, Any]) -> None:
+    embedded, opa = engines
+    request = parse_review(doc)
+    on_embedded = await embedded.review(request)
+    on_opa = await opa.review(request)
+    assert on_embedded.decision.error == "" and on_opa.decision.error == "", (on_embedded.decision.error,
+                                                                              on_opa.decision.error)
+    assert _comparable(on_embedded.response) == _comparable(on_opa.response)
+    SEEN[name] = _comparable(on_opa.response)
+
+
+def test_the_table_exercises_allow_warn_and_deny() -> None:
+    """Guard against a table that only ever compares empty decisions (runs after the cases)."""
+    assert len(SEEN) == len(CASES)
+    assert any(not r["allowed"] for r in SEEN.values())
+    assert any(r["allowed"] and not r.get("warnings") for r in SEEN.values())
+    assert any(r["allowed"] and r.get("warnings") for r in SEEN.values())

@@ -1,0 +1,108 @@
+"""A policy revision: the Rego modules and data read from a policy directory.
+
+Reading is the only I/O here; a bundle is an immutable value whose revision is a
+hash of its content, so two replicas reading the same files agree on the revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.errors import PolicyLoadError
+
+DATA_FILE_NAMES = ("data.json", "data.yaml", "data.yml")
+DATA_SUFFIXES = (".data.json", ".data.yaml", ".data.yml")
+MAX_POLICY_FILE_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """Rego modules (path -> source), their tests, and the merged data document."""
+
+    revision: str
+    modules: tuple[tuple[str, str], ...]
+    tests: tuple[tuple[str, str], ...]
+    data: dict[str, Any] = field(hash=False, compare=False)
+    source: str = ""
+
+
+def default_policy_dir() -> Path:
+    """The policies shipped with deployguard: ``policies/`` of a source checkout, else the installed copy."""
+    checkout = Path(__file__).resolve().parent.parent / "policies"
+    if (checkout / "deployguard").is_dir():
+        return checkout
+    return Path(str(resources.files("webhook.default_policies")))
+
+
+def _is_data_file(path: Path) -> bool:
+    return path.name in DATA_FILE_NAMES or path.name.endswith(DATA_SUFFIXES)
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    # Kubernetes ConfigMap volumes keep old revisions in ..data / ..2024_... folders.
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any], where: str) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, f"{where}.{key}")
+        elif key in into and into[key] != value:
+            raise PolicyLoadError(f"data key {where}.{key} is defined twice with different values")
+        else:
+            into[key] = value
+
+
+def _read_data(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    try:
+        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise PolicyLoadError(f"data file {path} is not valid {path.suffix[1:].upper()}: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise PolicyLoadError(f"data file {path} must hold a mapping at the top, got {type(doc).__name__}")
+    return doc
+
+
+def load_bundle(directory: Path) -> PolicyBundle:
+    """Read every ``*.rego`` and data file under ``directory`` into a bundle."""
+    if not directory.is_dir():
+        raise PolicyLoadError(f"policy directory {directory} does not exist")
+    modules: list[tuple[str, str]] = []
+    tests: list[tuple[str, str]] = []
+    data: dict[str, Any] = {}
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not _hidden(p, directory)):
+        rel = path.relative_to(directory).as_posix()
+        if path.suffix != ".rego" and not _is_data_file(path):
+            continue
+        if path.stat().st_size > MAX_POLICY_FILE_BYTES:
+            raise PolicyLoadError(f"{path} is larger than {MAX_POLICY_FILE_BYTES} bytes")
+        content = path.read_text()
+        digest.update(rel.encode() + b"\0" + content.encode() + b"\0")
+        if path.suffix == ".rego":
+            (tests if path.name.endswith("_test.rego") else modules).append((rel, content))
+        else:
+            # As in OPA bundles: a data file is mounted at the path of its folder.
+            doc = _read_data(path)
+            for part in reversed(Path(rel).parent.parts):
+                doc = {part: doc}
+            _merge(data, doc, "data")
+    if not modules:
+        raise PolicyLoadError(f"policy directory {directory} holds no .rego modules")
+    return PolicyBundle(
+        revision=digest.hexdigest()[:12],
+        modules=tuple(modules),
+        tests=tuple(tests),
+        data=data,
+        source=str(directory),
+    )

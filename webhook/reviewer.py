@@ -1,0 +1,173 @@
+"""The core: an admission request in, a decision out. Knows nothing about HTTP.
+
+parse (done by the caller) → classify → build policy input → evaluate under the
+deadline → decide → log. Every path ends in exactly one decision log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from webhook.admission import AdmissionRequest, review_response
+from webhook.config import AdmissionSettings, PolicySettings
+from webhook.decision import Decision, decide, engine_failure, parse_findings
+from webhook.decision_log import DecisionLog
+from webhook.engines import PolicyEngine
+from webhook.errors import EngineError
+from webhook.policy_input import Subject, build_policy_input
+from webhook.workloads import ChangeType, WorkloadKinds, classify_change, unsupported_features
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decision, the policy input it was made on, and the AdmissionReview answer."""
+
+    decision: Decision
+    policy_input: dict[str, Any] | None
+    response: dict[str, Any]
+
+
+def new_decision_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Reviewer:
+    """Decides admission requests with one policy engine."""
+
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        *,
+        admission: AdmissionSettings,
+        policy: PolicySettings,
+        log: DecisionLog,
+    ) -> None:
+        self.engine = engine
+        self.kinds = WorkloadKinds.with_custom(admission.custom_kinds)
+        self._admission = admission
+        self._fail_open = policy.unsafe_fail_open
+        self._log = log
+
+    async def review(self, request: AdmissionRequest) -> Outcome:
+        started = time.perf_counter()
+        decision_id = new_decision_id()
+        subject_name = f"{request.kind} {request.display_name}".strip()
+        policy_input: dict[str, Any] | None = None
+        change: ChangeType | None = None
+        if not self.kinds.knows(request.group, request.kind):
+            decision = decide(
+                decision_id=decision_id,
+                subject=subject_name,
+                findings=(),
+                notes=(
+                    f"deployguard does not know where {request.kind} ({request.group or 'core'}) keeps its pod "
+                    "template, so it was admitted without checks; add it to admission.custom_kinds to check it",
+                ),
+                revision=self.engine.revision,
+                engine=self.engine.name,
+            )
+        else:
+            template = self.kinds.pod_template(request.group, request.kind, request.subject)
+            change = classify_change(
+                request.operation, self.kinds, request.group, request.kind, request.obj, request.old_obj
+            )
+            notes = tuple(unsupported_features(request.group, request.kind, request.subject))
+            policy_input = build_policy_input(Subject(request=request, change=change, template=template))
+            decision = await self._evaluate(decision_id, subject_name, policy_input, notes)
+        elapsed = time.perf_counter() - started
+        self._record(request, decision, policy_input, change, elapsed)
+        response = review_response(
+            request.uid,
+            allowed=decision.allowed,
+            message=decision.message,
+            warnings=decision.warnings,
+            audit_annotations=decision.audit_annotations,
+        )
+        return Outcome(decision=decision, policy_input=policy_input, response=response)
+
+    async def _evaluate(
+        self, decision_id: str, subject: str, policy_input: dict[str, Any], notes: tuple[str, ...]
+    ) -> Decision:
+        revision = self.engine.revision
+        try:
+            raw = await asyncio.wait_for(self.engine.evaluate(policy_input), self._admission.deadline_seconds)
+            findings = parse_findings(raw)
+        except (EngineError, TimeoutError) as exc:
+            error = str(exc) or f"policy evaluation did not finish within {self._admission.deadline_seconds:g} s"
+            return engine_failure(
+                decision_id=decision_id,
+                subject=subject,
+                error=error,
+                fail_open=self._fail_open,
+                revision=revision,
+                engine=self.engine.name,
+            )
+        return decide(
+            decision_id=decision_id,
+            subject=subject,
+            findings=findings,
+            notes=notes,
+            revision=revision,
+            engine=self.engine.name,
+        )
+
+    def _record(
+        self,
+        request: AdmissionRequest,
+        decision: Decision,
+        policy_input: dict[str, Any] | None,
+        change: ChangeType | None,
+        elapsed: float,
+    ) -> None:
+        images = []
+        if policy_input is not None:
+            images = [
+                {"container": i["container"], "image": i["image"], "digest": i["ref"]["digest"]}
+                for i in policy_input["images"]
+            ]
+        self._log.write(
+            {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "decision_id": decision.decision_id,
+                "uid": request.uid,
+                "user": request.user.username,
+                "groups": list(request.user.groups),
+                "operation": request.operation,
+                "kind": request.kind,
+                "group": request.group,
+                "namespace": request.namespace,
+                "name": request.name,
+                "dry_run": request.dry_run,
+                "change_type": change.value if change else None,
+                "images": images,
+                "findings": [{"rule": f.rule, "mode": f.mode, "message": f.message} for f in decision.findings],
+                "notes": list(decision.notes),
+                "allowed": decision.allowed,
+                "error": decision.error or None,
+                "engine": decision.engine,
+                "policy_revision": decision.revision,
+                "latency_ms": round(elapsed * 1000, 3),
+            }
+        )
+
+    def record_rejection(self, reason: str, status: int) -> str:
+        """Log a malformed call: answered with an HTTP error, but still accounted for."""
+        decision_id = new_decision_id()
+        self._log.write(
+            {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "decision_id": decision_id,
+                "rejected": True,
+                "http_status": status,
+                "error": reason,
+                "allowed": None,
+                "engine": self.engine.name,
+                "policy_revision": self.engine.revision,
+            }
+        )
+        return decision_id

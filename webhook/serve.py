@@ -1,0 +1,94 @@
+"""Run the webhook: engine, policy reloading, certificate reloading, HTTPS server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+
+from webhook.config import Settings
+from webhook.decision_log import DecisionLog
+from webhook.engines import make_engine
+from webhook.errors import ConfigError
+from webhook.policy_bundle import default_policy_dir
+from webhook.policy_store import PolicyStore
+from webhook.reviewer import Reviewer
+from webhook.server import create_app
+from webhook.tls import CertificateReloader, generate_certificates
+
+log = logging.getLogger("deployguard")
+
+
+def ensure_dev_certificates(certfile: Path, keyfile: Path) -> Path:
+    """A throwaway CA and a serving cert for localhost / 127.0.0.1, for trying things out."""
+    directory = certfile.parent
+    paths = generate_certificates(directory, dns_names=["localhost"], ip_addresses=["127.0.0.1", "::1"])
+    if paths.cert != certfile or paths.key != keyfile:
+        raise ConfigError("--dev-certs writes tls.crt/tls.key next to each other; point --cert/--key at them")
+    return paths.ca_cert
+
+
+async def run_server(settings: Settings) -> None:
+    """Serve until cancelled or signalled."""
+    engine = make_engine(settings.policy)
+    directory = settings.policy.directory or default_policy_dir()
+    store = PolicyStore(directory, engine, interval=settings.policy.reload_interval_seconds)
+    await store.reload()
+    if not engine.revision:
+        if settings.policy.engine == "embedded":
+            raise ConfigError(f"the policies in {directory} cannot be served: {store.last_error}")
+        log.warning("starting unready: %s", store.last_error)
+    decision_log = DecisionLog(settings.admission.decision_log_path)
+    reviewer = Reviewer(engine, admission=settings.admission, policy=settings.policy, log=decision_log)
+
+    server_cfg = settings.server
+    reloader_box: list[CertificateReloader] = []
+
+    async def background() -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(store.watch())]
+        tasks += [asyncio.create_task(r.watch()) for r in reloader_box]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await engine.close()
+            decision_log.close()
+
+    app = create_app(reviewer, store, max_body_bytes=settings.admission.max_body_bytes, lifespan_tasks=background)
+    config = uvicorn.Config(
+        app,
+        host=server_cfg.host,
+        port=server_cfg.port,
+        ssl_certfile=str(server_cfg.certfile),
+        ssl_keyfile=str(server_cfg.keyfile),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=20,
+    )
+    config.load()
+    assert isinstance(config.ssl, ssl.SSLContext)
+    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    reloader_box.append(
+        CertificateReloader(
+            config.ssl, server_cfg.certfile, server_cfg.keyfile, interval=server_cfg.cert_reload_interval_seconds
+        )
+    )
+    log.info(
+        "deployguard serving https://%s:%d/validate (engine %s, policy revision %s, policies %s)",
+        server_cfg.host,
+        server_cfg.port,
+        engine.name,
+        engine.revision or "none",
+        directory,
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(asyncio.CancelledError):
+        await server.serve()

@@ -1,0 +1,112 @@
+"""The HTTP adapter: FastAPI routes around the reviewer. The only web-framework code.
+
+Malformed calls get an HTTP 4xx with the reason; policy denials are normal 200
+answers with ``allowed: false``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from webhook.admission import parse_review
+from webhook.errors import BadReview
+from webhook.policy_store import PolicyStore
+from webhook.reviewer import Reviewer
+
+log = logging.getLogger("deployguard.server")
+
+
+class ORJSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadReview("Content-Length is not a number") from None
+        if size > limit:
+            raise BadReview(f"the body is {size} bytes; the limit is {limit} (admission.max_body_bytes)", status=413)
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise BadReview(
+                f"the body is larger than the limit of {limit} bytes (admission.max_body_bytes)", status=413
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_json(body: bytes) -> Any:
+    if not body:
+        raise BadReview("the body is empty; expected an AdmissionReview JSON document")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadReview(f"the body is not valid JSON: {exc}") from None
+    return doc
+
+
+def create_app(
+    reviewer: Reviewer,
+    store: PolicyStore | None,
+    *,
+    max_body_bytes: int,
+    lifespan_tasks: Callable[[], AsyncIterator[None]] | None = None,
+) -> FastAPI:
+    """Build the ASGI app; ``lifespan_tasks`` runs background work (reloaders) while serving."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if lifespan_tasks is None:
+            yield
+            return
+        async for _ in lifespan_tasks():
+            yield
+
+    app = FastAPI(title="deployguard", docs_url=None, redoc_url=None, lifespan=lifespan)
+
+    @app.post("/validate")
+    async def validate(request: Request) -> Response:
+        try:
+            doc = decode_json(await read_body(request, max_body_bytes))
+            review = parse_review(doc)
+        except BadReview as exc:
+            decision_id = reviewer.record_rejection(exc.reason, exc.status)
+            return ORJSONResponse({"error": exc.reason, "decision_id": decision_id}, status_code=exc.status)
+        outcome = await reviewer.review(review)
+        return ORJSONResponse(outcome.response)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return ORJSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        ok, reason = await reviewer.engine.ready()
+        body: dict[str, Any] = {
+            "ready": ok,
+            "engine": reviewer.engine.name,
+            "policy_revision": reviewer.engine.revision,
+        }
+        if reason:
+            body["reason"] = reason
+        if store is not None and store.last_error:
+            body["last_policy_error"] = store.last_error
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    return app

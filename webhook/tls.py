@@ -1,0 +1,164 @@
+"""Certificates: generate a CA and serving certificate, and reload them on rotation.
+
+The API server only talks TLS to webhooks; deployguard never serves plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import ipaddress
+import logging
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger("deployguard.tls")
+
+
+@dataclass(frozen=True)
+class CertificatePaths:
+    """The files ``generate_certificates`` writes."""
+
+    ca_cert: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def in_directory(cls, directory: Path) -> CertificatePaths:
+        return cls(directory / "ca.crt", directory / "ca.key", directory / "tls.crt", directory / "tls.key")
+
+    def ca_bundle(self) -> str:
+        """The CA as base64 PEM, as ``caBundle`` in a webhook configuration wants it."""
+        return base64.b64encode(self.ca_cert.read_bytes()).decode()
+
+
+def service_names(service: str, namespace: str) -> list[str]:
+    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)  # atomic: a reader never sees half a key
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def generate_certificates(
+    directory: Path,
+    *,
+    dns_names: list[str],
+    ip_addresses: list[str] = (),  # type: ignore[assignment]
+    valid_days: int = 365,
+    reuse_ca: bool = True,
+) -> CertificatePaths:
+    """Write a CA (kept if present and ``reuse_ca``) and a serving cert it signs."""
+    paths = CertificatePaths.in_directory(directory)
+    now = dt.datetime.now(dt.UTC)
+    if reuse_ca and paths.ca_cert.exists() and paths.ca_key.exists():
+        ca_key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "deployguard webhook CA")])
+        ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=max(valid_days, 3650)))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_private(paths.ca_key, _key_pem(ca_key))
+        _write_private(paths.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (dns_names or ["deployguard"])[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=valid_days))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    # Key first, then certificate: the reloader keys on the certificate's change.
+    _write_private(paths.key, _key_pem(key))
+    _write_private(
+        paths.cert, cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
+    )
+    return paths
+
+
+def server_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    """A server context with TLS 1.2 as the floor."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+class CertificateReloader:
+    """Reloads the serving certificate into a live SSLContext when the files change."""
+
+    def __init__(self, context: ssl.SSLContext, certfile: Path, keyfile: Path, *, interval: float = 5.0) -> None:
+        self.context, self.certfile, self.keyfile, self.interval = context, certfile, keyfile, interval
+        self._stamp = self._fingerprint()
+        self.reloads = 0
+
+    def _fingerprint(self) -> tuple[float, float, int, int]:
+        c, k = self.certfile.stat(), self.keyfile.stat()
+        return (c.st_mtime, k.st_mtime, c.st_ino, k.st_ino)
+
+    def check(self) -> bool:
+        """Reload if the files changed; a broken pair is logged and the old one kept."""
+        try:
+            stamp = self._fingerprint()
+        except OSError as exc:
+            log.error("cannot stat serving certificate: %s", exc)
+            return False
+        if stamp == self._stamp:
+            return False
+        try:
+            # Prove the pair on a scratch context first: a half-written rotation must not
+            # leave the live context with a certificate that does not match its key.
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.certfile, self.keyfile)
+            self.context.load_cert_chain(self.certfile, self.keyfile)
+        except (ssl.SSLError, OSError) as exc:
+            log.error("new serving certificate not loaded (keeping the old one): %s", exc)
+            return False
+        self._stamp = stamp
+        self.reloads += 1
+        log.info("serving certificate reloaded from %s", self.certfile)
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.check()

@@ -1,0 +1,85 @@
+"""Render the ValidatingWebhookConfiguration that registers deployguard. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# The resources whose pod templates deployguard inspects (see workloads.py).
+WORKLOAD_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("", ("pods", "replicationcontrollers")),
+    ("apps", ("deployments", "statefulsets", "daemonsets", "replicasets")),
+    ("batch", ("jobs", "cronjobs")),
+    ("argoproj.io", ("rollouts",)),
+)
+
+
+@dataclass(frozen=True)
+class WebhookRegistration:
+    """Everything the API server needs to call deployguard."""
+
+    ca_bundle: str  # base64 PEM
+    url: str = ""  # either url ...
+    service_name: str = "deployguard"  # ... or an in-cluster Service
+    service_namespace: str = "deployguard"
+    service_port: int = 443
+    name: str = "deployguard"
+    failure_policy: str = "Fail"
+    timeout_seconds: int = 10
+    exempt_namespaces: tuple[str, ...] = ("kube-system",)
+    include_delete: bool = False
+
+
+def render_webhook_configuration(reg: WebhookRegistration) -> dict[str, Any]:
+    if reg.failure_policy not in ("Fail", "Ignore"):
+        raise ValueError("failure policy must be Fail or Ignore")
+    if not 1 <= reg.timeout_seconds <= 30:
+        raise ValueError("timeoutSeconds must be between 1 and 30 (the API server's limit)")
+    client: dict[str, Any] = {"caBundle": reg.ca_bundle}
+    if reg.url:
+        client["url"] = reg.url
+    else:
+        client["service"] = {
+            "name": reg.service_name,
+            "namespace": reg.service_namespace,
+            "path": "/validate",
+            "port": reg.service_port,
+        }
+    operations = ["CREATE", "UPDATE"] + (["DELETE"] if reg.include_delete else [])
+    rules = [
+        {
+            "apiGroups": [group],
+            "apiVersions": ["*"],
+            "operations": operations,
+            "resources": list(resources),
+            "scope": "*",
+        }
+        for group, resources in WORKLOAD_RULES
+    ]
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": reg.name, "labels": {"app.kubernetes.io/name": "deployguard"}},
+        "webhooks": [
+            {
+                "name": "validate.deployguard.io",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": client,
+                "rules": rules,
+                "failurePolicy": reg.failure_policy,
+                "matchPolicy": "Equivalent",
+                "sideEffects": "None",
+                "timeoutSeconds": reg.timeout_seconds,
+                # A namespace label only the cluster sets: a workload cannot exempt itself.
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "NotIn",
+                            "values": sorted(set(reg.exempt_namespaces)),
+                        }
+                    ]
+                },
+            }
+        ],
+    }
