@@ -30,7 +30,7 @@ log "policy tests on both engines"
 deployguard policy test --policies policies/
 
 log "pytest: unit, integration and e2e tiers"
-export DEPLOYGUARD_REQUIRE_TIERS="${DEPLOYGUARD_REQUIRE_TIERS-unit,integration}"
+export DEPLOYGUARD_REQUIRE_TIERS="${DEPLOYGUARD_REQUIRE_TIERS-unit,integration,e2e}"
 if [ "$#" -gt 0 ]; then
   DEPLOYGUARD_REQUIRE_TIERS="" exec pytest "$@"
 fi

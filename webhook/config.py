@@ -45,6 +45,20 @@ class AdmissionSettings:
     deadline_seconds: float = 8.0  # keep below the webhook's timeoutSeconds (default 10)
     max_body_bytes: int = 3 * 1024 * 1024  # the API server's own object limit is ~3 MiB
     custom_kinds: tuple[CustomKind, ...] = ()
+    # Identities (from the API server's userInfo, which a workload cannot forge) whose
+    # creates of owned objects replay a template already admitted at the owner: a
+    # ReplicaSet's Pods, a Deployment's ReplicaSets. Their change type is "replica".
+    controller_users: tuple[str, ...] = (
+        "system:kube-controller-manager",
+        "system:serviceaccount:kube-system:replicaset-controller",
+        "system:serviceaccount:kube-system:deployment-controller",
+        "system:serviceaccount:kube-system:statefulset-controller",
+        "system:serviceaccount:kube-system:daemon-set-controller",
+        "system:serviceaccount:kube-system:job-controller",
+        "system:serviceaccount:kube-system:cronjob-controller",
+        "system:serviceaccount:kube-system:replication-controller",
+        "system:serviceaccount:argo-rollouts:argo-rollouts",
+    )
     decision_log_path: Path | None = None
 
 
@@ -80,7 +94,11 @@ def _section(cls: type[Any], raw: Any, name: str) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         default = getattr(cls(), key)
-        if key == "custom_kinds":
+        if key == "controller_users":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config {name}.controller_users must be a list of user names")
+            values[key] = tuple(value)
+        elif key == "custom_kinds":
             try:
                 values[key] = tuple(CustomKind(**item) for item in value or ())
             except TypeError as exc:

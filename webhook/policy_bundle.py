@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,11 @@ class PolicyBundle:
 
 def default_policy_dir() -> Path:
     """The policies shipped with deployguard: ``policies/`` of a source checkout, else the installed copy."""
-    checkout = Path(__file__).resolve().parent.parent / "policies"
-    if (checkout / "deployguard").is_dir():
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "policies"
+    if (checkout / "deployguard").is_dir() and (here.parent / "pyproject.toml").is_file():
         return checkout
-    return Path(str(resources.files("webhook.default_policies")))
+    return here / "default_policies"  # where pyproject.toml's package-dir mapping installs them
 
 
 def _is_data_file(path: Path) -> bool:

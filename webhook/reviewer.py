@@ -20,7 +20,13 @@ from webhook.decision_log import DecisionLog
 from webhook.engines import PolicyEngine
 from webhook.errors import EngineError
 from webhook.policy_input import Subject, build_policy_input
-from webhook.workloads import ChangeType, WorkloadKinds, classify_change, unsupported_features
+from webhook.workloads import (
+    ChangeType,
+    WorkloadKinds,
+    classify_change,
+    created_by_controller,
+    unsupported_features,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,10 @@ class Reviewer:
             change = classify_change(
                 request.operation, self.kinds, request.group, request.kind, request.obj, request.old_obj
             )
+            if created_by_controller(
+                request.operation, request.user.username, request.obj, self._admission.controller_users
+            ):
+                change = ChangeType.REPLICA
             notes = tuple(unsupported_features(request.group, request.kind, request.subject))
             policy_input = build_policy_input(Subject(request=request, change=change, template=template))
             decision = await self._evaluate(decision_id, subject_name, policy_input, notes)

@@ -41,6 +41,7 @@ class ChangeType(StrEnum):
 
     CREATE = "create"
     ROLLOUT = "rollout"  # the pod template changed: new pods will roll out
+    REPLICA = "replica"  # a controller creates an owned object from a template admitted at its owner
     SCALE = "scale"  # only the replica count changed
     UPDATE = "update"  # other spec fields changed (strategy, schedule, ...), template unchanged
     METADATA_ONLY = "metadata-only"
@@ -153,6 +154,20 @@ def classify_change(
     if _comparable_metadata(obj) != _comparable_metadata(old):
         return ChangeType.METADATA_ONLY
     return ChangeType.NO_OP
+
+
+def created_by_controller(
+    operation: str, username: str, obj: Mapping[str, Any] | None, controller_users: Iterable[str]
+) -> bool:
+    """A controller (by API-server identity) creating an object it owns.
+
+    The ownerReference alone proves nothing (anyone can write one); the requesting
+    identity comes from the API server's authentication, so a workload cannot claim it.
+    """
+    if operation != "CREATE" or username not in controller_users:
+        return False
+    refs = metadata(obj).get("ownerReferences")
+    return any(isinstance(ref, Mapping) and ref.get("controller") is True for ref in _as_list(refs))
 
 
 def replicas(obj: Mapping[str, Any] | None) -> int | None:

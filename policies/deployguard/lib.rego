@@ -7,6 +7,7 @@ import rego.v1
 # Image rules judge changes that start pods from a new template: create and rollout.
 # A scale, a metadata edit or another spec change runs images that were admitted
 # before; judging them again would block an incident scale-up of a legacy workload.
+# Nor is "replica": a controller creating Pods from a template admitted at the owner.
 # DELETE requests carry no images at all.
 judges_images if input.change.type in {"create", "rollout"}
 

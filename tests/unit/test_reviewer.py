@@ -181,3 +181,26 @@ async def test_crafted_strings_cannot_rewrite_the_decision(reviewer: Reviewer, i
     response = await decide(reviewer, admission_review(obj))
     assert response["allowed"] is False
     assert "image_reference" in response["status"]["message"]
+
+
+def _owned_pod(image: str) -> dict[str, Any]:
+    pod = workload("Pod", image)
+    pod["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f", "uid": "u", "controller": True}
+    ]
+    return pod
+
+
+async def test_pods_a_controller_creates_replay_an_admitted_template(reviewer: Reviewer,
+                                                                     decision_log: CapturedLog) -> None:
+    doc = admission_review(_owned_pod("nginx:1.27"))
+    doc["request"]["userInfo"] = {"username": "system:serviceaccount:kube-system:replicaset-controller"}
+    response = await decide(reviewer, doc)
+    assert response["allowed"] is True
+    assert decision_log.records[-1]["change_type"] == "replica"
+
+
+async def test_a_forged_owner_reference_exempts_nothing(reviewer: Reviewer) -> None:
+    doc = admission_review(_owned_pod("nginx:1.27"))  # created by alice, claiming a ReplicaSet owns it
+    response = await decide(reviewer, doc)
+    assert response["allowed"] is False

@@ -113,3 +113,15 @@ def test_scale_plus_image_is_a_rollout() -> None:
     both["spec"]["replicas"] = 9
     both["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
     assert classify(both, old) is ChangeType.ROLLOUT
+
+
+def test_created_by_controller_needs_identity_and_controller_reference() -> None:
+    from webhook.workloads import created_by_controller
+
+    owned = {"metadata": {"ownerReferences": [{"kind": "ReplicaSet", "controller": True}]}}
+    users = ("system:kube-controller-manager",)
+    assert created_by_controller("CREATE", "system:kube-controller-manager", owned, users)
+    assert not created_by_controller("CREATE", "alice", owned, users)
+    assert not created_by_controller("UPDATE", "system:kube-controller-manager", owned, users)
+    not_controller = {"metadata": {"ownerReferences": [{"kind": "ReplicaSet"}]}}
+    assert not created_by_controller("CREATE", "system:kube-controller-manager", not_controller, users)

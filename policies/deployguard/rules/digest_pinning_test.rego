@@ -160,7 +160,7 @@ test_rollout_is_judged if {
 
 test_changes_that_start_no_new_pods_are_not_judged if {
 	# A scale runs images admitted before: an incident scale-up is never blocked by them.
-	every change_type in ["scale", "metadata-only", "update", "no-op"] {
+	every change_type in ["scale", "metadata-only", "update", "no-op", "replica"] {
 		_denied(change_type, [fixtures.nginx_latest]) == []
 	}
 }

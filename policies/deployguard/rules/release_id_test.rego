@@ -73,7 +73,7 @@ test_label_key_as_annotation_does_not_count if {
 }
 
 test_other_change_types_are_not_judged if {
-	every change_type in ["scale", "metadata-only", "update", "no-op", "delete"] {
+	every change_type in ["scale", "metadata-only", "update", "no-op", "delete", "replica"] {
 		_release_findings(change_type, fixtures.workload_without_release_id) == []
 	}
 }
