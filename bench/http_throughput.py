@@ -2,7 +2,9 @@
 """AdmissionReviews/s and latency over HTTPS on loopback, all targets in one run.
 
 Targets: a bare FastAPI echo endpoint (the ceiling), deployguard on the embedded
-engine, deployguard on a real OPA server. Load comes from ``wrk`` (C, keep-alive)
+engine, deployguard on a real OPA server. "repeated" sends one AdmissionReview over
+and over (a rollout's repeats: answered from the decision memo); "unique" names
+another workload in every request (the memo never hits: the engine's real cost). Load comes from ``wrk`` (C, keep-alive)
 so the client costs little of the two cores. Prints a table and the ratios to the
 ceiling; never used as a timed assertion.
 
@@ -34,13 +36,23 @@ wrk.headers["Content-Type"] = "application/json"
 local f = io.open(os.getenv("DG_BODY"), "r")
 wrk.body = f:read("*a")
 f:close()
+if os.getenv("DG_UNIQUE") == "1" then
+  -- worst case for the decision memo: every request names another workload
+  local n = 0
+  request = function()
+    n = n + 1
+    local body = string.gsub(wrk.body, '"name": "web"', '"name": "web-' .. n .. '"')
+    return wrk.format(nil, nil, nil, body)
+  end
+end
 """
 
 
-def wrk(url: str, body: Path, duration: int, connections: int, script: Path) -> dict[str, float]:
+def wrk(url: str, body: Path, duration: int, connections: int, script: Path, unique: bool) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, env={**os.environ, "DG_BODY": str(body)}, check=True,
+        capture_output=True, text=True, env={**os.environ, "DG_BODY": str(body), "DG_UNIQUE": str(int(unique))},
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     result = {"rps": rps}
@@ -93,16 +105,18 @@ def main() -> int:
                 proc.wait_until(lambda p=port: http_ok(f"https://127.0.0.1:{p}/healthz", cafile=certs.ca_cert), 60,
                                 "serving")
                 url = f"https://127.0.0.1:{port}/validate"
-                wrk(url, args.body, 2, args.connections, script)  # warm up
-                results[name] = wrk(url, args.body, args.duration, args.connections, script)
+                wrk(url, args.body, 2, args.connections, script, False)  # warm up
+                results[f"{name}, repeated"] = wrk(url, args.body, args.duration, args.connections, script, False)
+                if not name.startswith("echo"):
+                    results[f"{name}, unique"] = wrk(url, args.body, args.duration, args.connections, script, True)
             finally:
                 proc.stop()
     finally:
         opa.stop()
-    ceiling = results["echo (ceiling)"]["rps"]
-    print(f"\n{'target':24} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs echo':>8}")
+    ceiling = results["echo (ceiling), repeated"]["rps"]
+    print(f"\n{'target':34} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs echo':>8}")
     for name, r in results.items():
-        print(f"{name:24} {r['rps']:9.0f} {r.get('p50_ms', 0):8.2f} {r.get('p90_ms', 0):8.2f} "
+        print(f"{name:34} {r['rps']:9.0f} {r.get('p50_ms', 0):8.2f} {r.get('p90_ms', 0):8.2f} "
               f"{r.get('p99_ms', 0):8.2f} {r['errors']:7.0f} {r['rps'] / ceiling:8.2f}")
     print(json.dumps(results))
     shutil.rmtree(work, ignore_errors=True)

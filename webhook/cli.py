@@ -19,6 +19,7 @@ from webhook.config import Settings, load_settings
 from webhook.decision_log import DecisionLog
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.errors import DeployguardError
+from webhook.facts.setup import build_gatherers
 from webhook.policy_bundle import default_policy_dir, load_bundle
 from webhook.policy_store import PolicyStore
 from webhook.policy_testing import run_tests
@@ -138,7 +139,11 @@ def check(
         if not engine.revision:
             raise _fail(f"policies in {directory} cannot be used: {store.last_error}")
         reviewer = Reviewer(
-            engine, admission=settings.admission, policy=settings.policy, log=DecisionLog(stream=io.StringIO())
+            engine,
+            admission=settings.admission,
+            policy=settings.policy,
+            log=DecisionLog(stream=io.StringIO()),
+            gatherers=build_gatherers(settings),
         )
         outcomes = await check_objects(reviewer, objects, old_objects)
         if output == "text":

@@ -42,8 +42,8 @@ def build_policy_input(subject: Subject) -> dict[str, Any]:
                 }
             )
     return {
+        # No uid: it is unique per request and would defeat the decision memo.
         "request": {
-            "uid": req.uid,
             "operation": req.operation,
             "dry_run": req.dry_run,
             "group": req.group,

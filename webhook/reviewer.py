@@ -1,7 +1,8 @@
 """The core: an admission request in, a decision out. Knows nothing about HTTP.
 
-parse (done by the caller) → classify → build policy input → evaluate under the
-deadline → decide → log. Every path ends in exactly one decision log line.
+parse (done by the caller) → classify → gather facts concurrently → evaluate (or
+answer from the memo) → decide → log, all under one deadline. Every path ends in
+exactly one decision log line.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +21,8 @@ from webhook.decision import Decision, decide, engine_failure, parse_findings
 from webhook.decision_log import DecisionLog
 from webhook.engines import PolicyEngine
 from webhook.errors import EngineError
+from webhook.facts import FactGatherer, gather_facts
+from webhook.memo import DecisionMemo, memo_key
 from webhook.policy_input import Subject, build_policy_input
 from webhook.workloads import (
     ChangeType,
@@ -36,6 +40,8 @@ class Outcome:
     decision: Decision
     policy_input: dict[str, Any] | None
     response: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase, for metrics
+    memo_hit: bool = False
 
 
 def new_decision_id() -> str:
@@ -52,8 +58,12 @@ class Reviewer:
         admission: AdmissionSettings,
         policy: PolicySettings,
         log: DecisionLog,
+        gatherers: Sequence[FactGatherer] = (),
+        memo: DecisionMemo | None = None,
     ) -> None:
         self.engine = engine
+        self.gatherers = tuple(gatherers)
+        self.memo = memo if memo is not None else DecisionMemo()
         self.kinds = WorkloadKinds.with_custom(admission.custom_kinds)
         self._admission = admission
         self._fail_open = policy.unsafe_fail_open
@@ -65,6 +75,8 @@ class Reviewer:
         subject_name = f"{request.kind} {request.display_name}".strip()
         policy_input: dict[str, Any] | None = None
         change: ChangeType | None = None
+        timings: dict[str, float] = {}
+        memo_hit = False
         if not self.kinds.knows(request.group, request.kind):
             decision = decide(
                 decision_id=decision_id,
@@ -87,9 +99,22 @@ class Reviewer:
             ):
                 change = ChangeType.REPLICA
             notes = tuple(unsupported_features(request.group, request.kind, request.subject))
-            policy_input = build_policy_input(Subject(request=request, change=change, template=template))
-            decision = await self._evaluate(decision_id, subject_name, policy_input, notes)
+            subject = Subject(request=request, change=change, template=template)
+            policy_input = build_policy_input(subject)
+            timings["classify"] = time.perf_counter() - started
+            deadline = started + self._admission.deadline_seconds
+            # Facts get the deadline minus a reserve for evaluation; evaluation gets the rest.
+            reserve = min(1.0, self._admission.deadline_seconds / 4)
+            facts, fact_timings = await gather_facts(self.gatherers, subject, deadline - reserve - time.perf_counter())
+            timings.update(fact_timings)
+            policy_input["facts"] = facts
+            evaluated = time.perf_counter()
+            decision, memo_hit = await self._evaluate(
+                decision_id, subject_name, policy_input, notes, deadline - evaluated
+            )
+            timings["evaluate"] = time.perf_counter() - evaluated
         elapsed = time.perf_counter() - started
+        timings["total"] = elapsed
         self._record(request, decision, policy_input, change, elapsed)
         response = review_response(
             request.uid,
@@ -98,17 +123,26 @@ class Reviewer:
             warnings=decision.warnings,
             audit_annotations=decision.audit_annotations,
         )
-        return Outcome(decision=decision, policy_input=policy_input, response=response)
+        return Outcome(
+            decision=decision, policy_input=policy_input, response=response, timings=timings, memo_hit=memo_hit
+        )
 
     async def _evaluate(
-        self, decision_id: str, subject: str, policy_input: dict[str, Any], notes: tuple[str, ...]
-    ) -> Decision:
+        self, decision_id: str, subject: str, policy_input: dict[str, Any], notes: tuple[str, ...], budget: float
+    ) -> tuple[Decision, bool]:
         revision = self.engine.revision
+        key = memo_key(revision, policy_input)
+        findings = self.memo.get(key)
+        hit = findings is not None
         try:
-            raw = await asyncio.wait_for(self.engine.evaluate(policy_input), self._admission.deadline_seconds)
-            findings = parse_findings(raw)
+            if findings is None:
+                raw = await asyncio.wait_for(self.engine.evaluate(policy_input), max(budget, 0.001))
+                findings = parse_findings(raw)
+                if self.engine.revision == revision:
+                    self.memo.put(key, findings)
         except (EngineError, TimeoutError) as exc:
-            error = str(exc) or f"policy evaluation did not finish within {self._admission.deadline_seconds:g} s"
+            deadline = self._admission.deadline_seconds
+            error = str(exc) or f"policy evaluation did not finish within the {deadline:g} s deadline"
             return engine_failure(
                 decision_id=decision_id,
                 subject=subject,
@@ -116,7 +150,7 @@ class Reviewer:
                 fail_open=self._fail_open,
                 revision=revision,
                 engine=self.engine.name,
-            )
+            ), False
         return decide(
             decision_id=decision_id,
             subject=subject,
@@ -124,7 +158,7 @@ class Reviewer:
             notes=notes,
             revision=revision,
             engine=self.engine.name,
-        )
+        ), hit
 
     def _record(
         self,

@@ -15,6 +15,7 @@ from webhook.config import Settings
 from webhook.decision_log import DecisionLog
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
+from webhook.facts.setup import build_gatherers
 from webhook.policy_bundle import default_policy_dir
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
@@ -44,7 +45,13 @@ async def run_server(settings: Settings) -> None:
             raise ConfigError(f"the policies in {directory} cannot be served: {store.last_error}")
         log.warning("starting unready: %s", store.last_error)
     decision_log = DecisionLog(settings.admission.decision_log_path)
-    reviewer = Reviewer(engine, admission=settings.admission, policy=settings.policy, log=decision_log)
+    reviewer = Reviewer(
+        engine,
+        admission=settings.admission,
+        policy=settings.policy,
+        log=decision_log,
+        gatherers=build_gatherers(settings),
+    )
 
     server_cfg = settings.server
     reloader_box: list[CertificateReloader] = []

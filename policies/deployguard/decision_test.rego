@@ -35,7 +35,7 @@ test_decision_exists_for_the_webhook_probe_input if {
 	# webhook/engines/__init__.py PROBE_INPUT: a new revision must decide this.
 	probe := {
 		"request": {
-			"uid": "probe", "operation": "CREATE", "dry_run": true, "group": "", "version": "v1",
+			"operation": "CREATE", "dry_run": true, "group": "", "version": "v1",
 			"kind": "Pod", "namespace": "default", "name": "probe",
 			"user": {"username": "deployguard-probe", "groups": []},
 		},

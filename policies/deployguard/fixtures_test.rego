@@ -53,7 +53,6 @@ request(change_type, images) := request_for(change_type, images, workload)
 
 request_for(change_type, images, wl) := {
 	"request": {
-		"uid": "705ab4f5-0000-4000-8000-000000000000",
 		"operation": _operation(change_type),
 		"dry_run": false,
 		"group": "apps",

@@ -19,6 +19,7 @@ from webhook.decision_log import DecisionLog
 from webhook.engines import PolicyEngine
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.engines.opa import OpaEngine
+from webhook.memo import DecisionMemo
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
 
@@ -85,8 +86,9 @@ async def test_opa_engine_heals_a_restarted_opa(tmp_path: Path) -> None:
     server = OpaServer(tmp_path)
     server.start()
     engine = OpaEngine(server.url)
+    # No memo here: every review must reach OPA (the memo's own behaviour is tested below).
     reviewer = Reviewer(engine, admission=AdmissionSettings(deadline_seconds=5), policy=PolicySettings(),
-                        log=DecisionLog(stream=io.StringIO()))
+                        log=DecisionLog(stream=io.StringIO()), memo=DecisionMemo(0))
     try:
         store = PolicyStore(_copy_policies(tmp_path), engine)
         assert await store.reload(), store.last_error
@@ -106,6 +108,27 @@ async def test_opa_engine_heals_a_restarted_opa(tmp_path: Path) -> None:
         assert healed.decision.error == "", healed.decision.error
         assert not healed.decision.allowed and healed.decision.findings
         assert (await engine.ready())[0]
+    finally:
+        server.stop()
+        await engine.close()
+
+
+async def test_memo_answers_a_repeat_while_opa_is_down_but_nothing_new(tmp_path: Path) -> None:
+    """A decision is a pure function of (revision, input): a repeat may be answered from memory."""
+    server = OpaServer(tmp_path)
+    server.start()
+    engine = OpaEngine(server.url)
+    reviewer = Reviewer(engine, admission=AdmissionSettings(deadline_seconds=5), policy=PolicySettings(),
+                        log=DecisionLog(stream=io.StringIO()))
+    try:
+        assert await PolicyStore(_copy_policies(tmp_path), engine).reload()
+        seen = parse_review(admission_review(workload("Deployment", "nginx:latest")))
+        first = await reviewer.review(seen)
+        server.stop()
+        repeat = await reviewer.review(seen)
+        assert repeat.memo_hit and repeat.decision.findings == first.decision.findings
+        new = await reviewer.review(parse_review(admission_review(workload("Deployment", PINNED, name="api"))))
+        assert not new.memo_hit and not new.decision.allowed and "unreachable" in new.decision.error
     finally:
         server.stop()
         await engine.close()

@@ -18,7 +18,6 @@ DECISION_PATH = ("deployguard", "decision")
 # it replaces the one serving (catches a renamed package or an always-undefined rule).
 PROBE_INPUT: dict[str, Any] = {
     "request": {
-        "uid": "probe",
         "operation": "CREATE",
         "dry_run": True,
         "group": "",
@@ -38,6 +37,7 @@ PROBE_INPUT: dict[str, Any] = {
     },
     "change": {"type": "no-op"},
     "images": [],
+    "facts": {},
 }
 
 
