@@ -105,7 +105,7 @@ BUILDS: tuple[GoBuild, ...] = (
     ),
     GoBuild("helm", "helm.sh/helm/v3", "v3.19.0", {"helm": "helm.sh/helm/v3/cmd/helm"}),
 )
-DEFAULT = ("opa", "etcd", "kubernetes")
+DEFAULT = ("opa", "etcd", "kubernetes", "helm", "go-containerregistry", "cosign")
 
 
 def log(msg: str) -> None:

@@ -14,6 +14,13 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
+log "Debian packages"
+# promtool checks the chart's alert rules and dashboard queries (integration tier).
+if ! command -v promtool >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq prometheus >/dev/null
+fi
+
 log "tool binaries (built from pinned Go modules, cached in ~/.cache/deployguard/tools)"
 python3 scripts/provision_tools.py
 DEPLOYGUARD_TOOLS_BIN="$(python3 scripts/provision_tools.py --print-dir)"

@@ -358,14 +358,18 @@ class DeployguardServer:
         *,
         name: str = "deployguard",
         cert_reload_interval_seconds: float = 0.5,
+        kubeconfig: Path | None = None,
+        extra_config: dict[str, Any] | None = None,
     ) -> None:
         self.command, self.name, self.log_dir = command, name, log_dir
+        self.extra_config = extra_config or {}  # more settings sections, e.g. images
         self.dir = work_dir / name
         self.cert_dir = self.dir / "certs"
         self.config_file = self.dir / "deployguard.yaml"
         self.decision_log = self.dir / "decisions.jsonl"
         self.port = free_port()
         self.cert_reload_interval_seconds = cert_reload_interval_seconds
+        self.kubeconfig = kubeconfig  # optional: lets deployguard talk to the API server (Events)
         self.process: Process | None = None
 
     @property
@@ -388,9 +392,11 @@ class DeployguardServer:
         if not (self.cert_dir / "tls.crt").exists():
             self.generate_certificates()
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(
-            yaml.safe_dump({"server": {"cert_reload_interval_seconds": self.cert_reload_interval_seconds}})
-        )
+        config: dict[str, Any] = {"server": {"cert_reload_interval_seconds": self.cert_reload_interval_seconds}}
+        if self.kubeconfig is not None:
+            config["kube_api"] = {"kubeconfig": str(self.kubeconfig)}
+        config.update(self.extra_config)
+        self.config_file.write_text(yaml.safe_dump(config))
         argv = [
             *self.command,
             "serve",

@@ -15,6 +15,10 @@ import typer
 import yaml
 
 from webhook.check import ManifestError, check_objects, outcome_json, outcome_text, read_manifests
+from webhook.cli_audit import audit_app
+from webhook.cli_certs_kube import certs_kube
+from webhook.cli_image import image_app
+from webhook.cli_windows import windows_app
 from webhook.config import Settings, load_settings
 from webhook.decision_log import DecisionLog
 from webhook.engines.embedded import EmbeddedEngine
@@ -34,8 +38,12 @@ certs_app = typer.Typer(help="Certificates for the webhook's TLS.", no_args_is_h
 render_app = typer.Typer(help="Render Kubernetes manifests.", no_args_is_help=True)
 policy_app = typer.Typer(help="Policy authoring.", no_args_is_help=True)
 app.add_typer(certs_app, name="certs")
+certs_app.command("kube")(certs_kube)  # the Helm chart's certificate Job
 app.add_typer(render_app, name="render")
 app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+app.add_typer(image_app, name="image")
+app.add_typer(windows_app, name="windows")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="settings YAML (see README)")]
 PoliciesOption = Annotated[

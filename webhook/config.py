@@ -74,12 +74,148 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class RegistrySettings:
+    """How deployguard talks to OCI registries. Image references come from whoever submits
+    the workload, so the client must not become a way into the cluster network."""
+
+    # Registries (host[:port]) that may be contacted at all; empty: any public registry.
+    allowed_registries: tuple[str, ...] = ()
+    # Registries (host[:port]) that may resolve to loopback / private / link-local addresses.
+    private_registries: tuple[str, ...] = ()
+    # Dangerous: any registry may resolve to any address (loopback, cluster network...).
+    unsafe_allow_private_addresses: bool = False
+    # Registries (host[:port]) spoken to over plain HTTP instead of HTTPS.
+    plain_http_registries: tuple[str, ...] = ()
+    ca_bundle: Path | None = None  # extra CAs (PEM) on top of the system store
+    docker_config: Path | None = None  # a docker config.json with registry credentials
+    timeout_seconds: float = 3.0  # per call
+    retries: int = 1  # extra attempts on connection errors, 429 and 5xx
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    max_blob_bytes: int = 1024 * 1024  # signature payloads and bundles are small
+
+
+@dataclass(frozen=True)
+class SigningAuthority:
+    """Who may sign: a cosign public key (PEM file) or a keyless identity (certificate
+    SAN and OIDC issuer, each exact or a regular expression)."""
+
+    name: str
+    key: Path | None = None
+    identity: str = ""
+    identity_regex: str = ""
+    issuer: str = ""
+    issuer_regex: str = ""
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Images matching any glob (on the normalised name, e.g. ``ghcr.io/acme/*``) must be
+    signed by at least ``threshold`` of ``authorities``; ``mode`` is enforce or warn."""
+
+    name: str
+    images: tuple[str, ...]
+    authorities: tuple[str, ...]
+    threshold: int = 1
+    mode: str = "enforce"
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Image facts: tag-to-digest resolution and signature verification (input.facts.images)."""
+
+    enabled: bool = False  # off: no registry traffic, no facts.images
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    authorities: tuple[SigningAuthority, ...] = ()
+    policies: tuple[ImagePolicy, ...] = ()
+    trusted_root: Path | None = None  # Sigstore trusted_root.json; None: the public-good root shipped with sigstore
+    cache_ttl_seconds: float = 300.0  # verification results per (digest, authorities)
+    negative_cache_ttl_seconds: float = 10.0  # failures (registry down...) are retried soon
+    tag_cache_ttl_seconds: float = 10.0  # tag -> digest; short: tags move
+    max_concurrency: int = 16  # registry calls in flight per process
+
+
+@dataclass(frozen=True)
+class KubeApiSettings:
+    """How deployguard reads the Kubernetes API (rollout history, break-glass replay state)."""
+
+    kubeconfig: Path | None = None  # None: the in-cluster service account, when there is one
+    timeout_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """Where SLOs are declared and the Prometheus that measures them (error-budget freezes)."""
+
+    prometheus_url: str = ""  # empty: no error-budget facts
+    slo_file: Path | None = None  # YAML with a top-level `slos:` list (see webhook/slo.py)
+    cache_ttl_seconds: float = 15.0
+    query_timeout_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class ChangeSettings:
+    """How old-vs-new change facts for the risk score are computed."""
+
+    default_time_zone: str = "UTC"  # the team's IANA zone when the workload names none
+    time_zone_label: str = "deployguard.io/time-zone"  # workload label or annotation naming the team's zone
+    criticality_label: str = "deployguard.io/criticality"
+    business_hours: tuple[int, int] = (9, 18)  # local [start, end) hours on business days
+    business_days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
+
+
+@dataclass(frozen=True)
+class BreakGlassSettings:
+    """Who may sign break-glass approvals, and where single use is recorded."""
+
+    # (key id, PEM file of an Ed25519 public key). Keys come from here only, never from the object.
+    public_keys: tuple[tuple[str, Path], ...] = ()
+    required_approvals: int = 1  # k of the n keys above
+    annotation: str = "deployguard.io/break-glass"
+    state_namespace: str = "deployguard-system"  # where used token ids are recorded (ConfigMaps)
+    max_ttl_seconds: int = 4 * 3600
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Metrics, Kubernetes Events, traces and the decision log's durability."""
+
+    metrics_enabled: bool = True  # GET /metrics on the HTTPS listener
+    # Events on the workload for denials and warnings, through kube_api (only when a
+    # Kubernetes client is configured: kube_api.kubeconfig or in-cluster).
+    events_enabled: bool = True
+    events_min_interval_seconds: float = 60.0  # per object and reason; more are dropped
+    events_queue_size: int = 256  # pending Events; when full, new ones are dropped, never waited for
+    tracing_otlp_endpoint: str = ""  # e.g. http://otel-collector:4318/v1/traces; empty: tracing off
+    tracing_service_name: str = "deployguard"
+    # fsync the decision log file after every line (survives power loss, costs a disk flush
+    # per request); off: flushed to the OS per line (survives a process crash).
+    decision_log_fsync: bool = False
+
+
+@dataclass(frozen=True)
+class WindowsSettings:
+    """Change windows and freezes (webhook/change_calendar.py): data files and Kubernetes objects."""
+
+    files: tuple[Path, ...] = ()  # YAML with `windows: [...]`; change-windows.yaml in the policy directory is read too
+    watch_kubernetes: bool = False  # ChangeFreeze/ChangeWindow objects (charts/deployguard/crds), via kube_api
+    resync_seconds: float = 300.0  # a full re-list this often, whatever the watch said
+    stale_after_seconds: float = 120.0  # report (warn) when the watch has not listed successfully for this long
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything, grouped by concern."""
 
     policy: PolicySettings = field(default_factory=PolicySettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
+    kube_api: KubeApiSettings = field(default_factory=KubeApiSettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    change: ChangeSettings = field(default_factory=ChangeSettings)
+    break_glass: BreakGlassSettings = field(default_factory=BreakGlassSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    windows: WindowsSettings = field(default_factory=WindowsSettings)
 
 
 def _section(cls: type[Any], raw: Any, name: str) -> Any:
@@ -103,11 +239,33 @@ def _section(cls: type[Any], raw: Any, name: str) -> Any:
                 values[key] = tuple(CustomKind(**item) for item in value or ())
             except TypeError as exc:
                 raise ConfigError(f"config {name}.custom_kinds: {exc}") from None
-        elif isinstance(default, Path) or key in ("directory", "decision_log_path"):
+        elif key == "public_keys":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f"config {name}.public_keys must map key ids to PEM file paths")
+            values[key] = tuple((str(k), Path(v)) for k, v in value.items())
+        elif key in ("business_hours", "business_days"):
+            if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+                raise ConfigError(f"config {name}.{key} must be a list of integers")
+            values[key] = tuple(value)
+        elif key == "files":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config {name}.files must be a list of paths")
+            values[key] = tuple(Path(v) for v in value)
+        elif isinstance(default, Path) or key in ("directory", "decision_log_path", "kubeconfig", "slo_file"):
             values[key] = Path(value) if value is not None else None
         else:
             values[key] = value
     return replace(cls(), **values)
+
+
+_GOVERNANCE_SECTIONS: dict[str, type[Any]] = {
+    "kube_api": KubeApiSettings,
+    "budgets": BudgetSettings,
+    "change": ChangeSettings,
+    "break_glass": BreakGlassSettings,
+    "observability": ObservabilitySettings,
+    "windows": WindowsSettings,
+}
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -120,14 +278,65 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping")
-    unknown = sorted(set(raw) - {"policy", "admission", "server"})
+    unknown = sorted(set(raw) - {"policy", "admission", "server", "images", *_GOVERNANCE_SECTIONS})
     if unknown:
         raise ConfigError(f"config {path}: unknown section(s) {unknown}")
     settings = Settings(
         policy=_section(PolicySettings, raw.get("policy"), "policy"),
         admission=_section(AdmissionSettings, raw.get("admission"), "admission"),
         server=_section(ServerSettings, raw.get("server"), "server"),
+        images=_images_section(raw.get("images")),
+        **{name: _section(cls, raw.get(name), name) for name, cls in _GOVERNANCE_SECTIONS.items()},
     )
     if settings.policy.engine not in ("embedded", "opa"):
         raise ConfigError(f"policy.engine must be 'embedded' or 'opa', not {settings.policy.engine!r}")
+    return settings
+
+
+def _images_section(raw: Any) -> ImageSettings:
+    """The ``images`` section: nested registry settings, authorities and image policies."""
+    if raw is None:
+        return ImageSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError("config section 'images' must be a mapping")
+    raw = dict(raw)
+    registry = dict(raw.pop("registry", None) or {})
+    for key in ("allowed_registries", "private_registries", "plain_http_registries"):
+        if key in registry:
+            registry[key] = tuple(str(v) for v in registry[key] or ())
+    for key in ("ca_bundle", "docker_config"):
+        if registry.get(key) is not None:
+            registry[key] = Path(registry[key])
+    try:
+        authorities = tuple(
+            SigningAuthority(**{**a, "key": Path(a["key"]) if a.get("key") else None})
+            for a in raw.pop("authorities", None) or ()
+        )
+        policies = tuple(
+            ImagePolicy(
+                **{**p, "images": tuple(p.get("images") or ()), "authorities": tuple(p.get("authorities") or ())}
+            )
+            for p in raw.pop("policies", None) or ()
+        )
+        settings = ImageSettings(
+            registry=RegistrySettings(**registry),
+            authorities=authorities,
+            policies=policies,
+        )
+        rest: dict[str, Any] = {k: Path(v) if k == "trusted_root" and v is not None else v for k, v in raw.items()}
+        settings = replace(settings, **rest)
+    except (TypeError, KeyError) as exc:
+        raise ConfigError(f"config section 'images': {exc}") from None
+    names = {a.name for a in settings.authorities}
+    for authority in settings.authorities:
+        if (authority.key is None) == (not (authority.identity or authority.identity_regex)):
+            raise ConfigError(f"images.authorities {authority.name!r}: give either key or identity/identity_regex")
+    for policy in settings.policies:
+        missing = sorted(set(policy.authorities) - names)
+        if missing:
+            raise ConfigError(f"images.policies {policy.name!r}: unknown authorities {missing}")
+        if not 1 <= policy.threshold <= len(policy.authorities):
+            raise ConfigError(f"images.policies {policy.name!r}: threshold must be 1..{len(policy.authorities)}")
+        if policy.mode not in ("enforce", "warn"):
+            raise ConfigError(f"images.policies {policy.name!r}: mode must be enforce or warn")
     return settings

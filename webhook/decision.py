@@ -6,6 +6,7 @@ an engine error (fail closed), not an empty list of findings.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,10 @@ from typing import Any
 from webhook.errors import EngineError
 
 MODES = ("deny", "warn", "dryrun")
+# The decision document's optional ``annotations`` object (e.g. the risk score) travels
+# with the findings, as findings of this mode, so the decision memo keeps it too; they
+# never block and end up in the response's auditAnnotations.
+ANNOTATE = "annotate"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Decision:
     @property
     def audit_annotations(self) -> dict[str, str]:
         annotations = {"decision-id": self.decision_id, "policy-revision": self.revision or "none"}
+        annotations.update({f.rule: f.message for f in self.by_mode(ANNOTATE)})
         annotations.update(self.extra_annotations)
         return annotations
 
@@ -94,6 +100,12 @@ def parse_findings(raw: Any) -> tuple[Finding, ...]:
                     mode=mode,
                 )
             )
+    extra = raw.get("annotations", {})
+    if not isinstance(extra, Mapping):
+        raise EngineError(f"data.deployguard.decision.annotations must be an object, got {type(extra).__name__}")
+    for key, value in sorted(extra.items()):
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+        findings.append(Finding(rule=str(key), message=text, mode=ANNOTATE))
     return tuple(findings)
 
 

@@ -8,14 +8,15 @@ exactly one decision log line.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from webhook.admission import AdmissionRequest, review_response
+from webhook.audit_record import decision_record, rejection_record
 from webhook.config import AdmissionSettings, PolicySettings
 from webhook.decision import Decision, decide, engine_failure, parse_findings
 from webhook.decision_log import DecisionLog
@@ -23,6 +24,7 @@ from webhook.engines import PolicyEngine
 from webhook.errors import EngineError
 from webhook.facts import FactGatherer, gather_facts
 from webhook.memo import DecisionMemo, memo_key
+from webhook.observers import DecisionObserver, notify
 from webhook.policy_input import Subject, build_policy_input
 from webhook.workloads import (
     ChangeType,
@@ -31,6 +33,8 @@ from webhook.workloads import (
     created_by_controller,
     unsupported_features,
 )
+
+log = logging.getLogger("deployguard.reviewer")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Reviewer:
         log: DecisionLog,
         gatherers: Sequence[FactGatherer] = (),
         memo: DecisionMemo | None = None,
+        observers: Sequence[DecisionObserver] = (),
     ) -> None:
         self.engine = engine
         self.gatherers = tuple(gatherers)
@@ -68,6 +73,7 @@ class Reviewer:
         self._admission = admission
         self._fail_open = policy.unsafe_fail_open
         self._log = log
+        self.observers = list(observers)  # metrics, Events, traces; appended to at start-up
 
     async def review(self, request: AdmissionRequest) -> Outcome:
         started = time.perf_counter()
@@ -108,6 +114,14 @@ class Reviewer:
             facts, fact_timings = await gather_facts(self.gatherers, subject, deadline - reserve - time.perf_counter())
             timings.update(fact_timings)
             policy_input["facts"] = facts
+            rollback = facts.get("rollback")
+            if change is ChangeType.ROLLOUT and isinstance(rollback, dict) and rollback.get("rollback") is True:
+                # The emergency path: freezes and error budgets let rollbacks through.
+                change = ChangeType.ROLLBACK
+                policy_input["change"]["type"] = change.value
+                log.warning(
+                    "%s is a rollback to revision %s: classified as rollback", subject_name, rollback.get("revision")
+                )
             evaluated = time.perf_counter()
             decision, memo_hit = await self._evaluate(
                 decision_id, subject_name, policy_input, notes, deadline - evaluated
@@ -115,7 +129,7 @@ class Reviewer:
             timings["evaluate"] = time.perf_counter() - evaluated
         elapsed = time.perf_counter() - started
         timings["total"] = elapsed
-        self._record(request, decision, policy_input, change, elapsed)
+        self._record(request, decision, policy_input, change, elapsed, timings, memo_hit)
         response = review_response(
             request.uid,
             allowed=decision.allowed,
@@ -167,51 +181,30 @@ class Reviewer:
         policy_input: dict[str, Any] | None,
         change: ChangeType | None,
         elapsed: float,
+        timings: dict[str, float],
+        memo_hit: bool,
     ) -> None:
-        images = []
-        if policy_input is not None:
-            images = [
-                {"container": i["container"], "image": i["image"], "digest": i["ref"]["digest"]}
-                for i in policy_input["images"]
-            ]
-        self._log.write(
-            {
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "decision_id": decision.decision_id,
-                "uid": request.uid,
-                "user": request.user.username,
-                "groups": list(request.user.groups),
-                "operation": request.operation,
-                "kind": request.kind,
-                "group": request.group,
-                "namespace": request.namespace,
-                "name": request.name,
-                "dry_run": request.dry_run,
-                "change_type": change.value if change else None,
-                "images": images,
-                "findings": [{"rule": f.rule, "mode": f.mode, "message": f.message} for f in decision.findings],
-                "notes": list(decision.notes),
-                "allowed": decision.allowed,
-                "error": decision.error or None,
-                "engine": decision.engine,
-                "policy_revision": decision.revision,
-                "latency_ms": round(elapsed * 1000, 3),
-            }
+        record = decision_record(
+            request=request,
+            decision=decision,
+            policy_input=policy_input,
+            change_type=change.value if change else None,
+            elapsed=elapsed,
+            memo_hit=memo_hit,
         )
+        self._log.write(record)
+        notify(self.observers, record, timings)
 
     def record_rejection(self, reason: str, status: int) -> str:
         """Log a malformed call: answered with an HTTP error, but still accounted for."""
         decision_id = new_decision_id()
-        self._log.write(
-            {
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "decision_id": decision_id,
-                "rejected": True,
-                "http_status": status,
-                "error": reason,
-                "allowed": None,
-                "engine": self.engine.name,
-                "policy_revision": self.engine.revision,
-            }
+        record = rejection_record(
+            decision_id=decision_id,
+            reason=reason,
+            status=status,
+            engine=self.engine.name,
+            revision=self.engine.revision,
         )
+        self._log.write(record)
+        notify(self.observers, record, {})
         return decision_id

@@ -16,6 +16,7 @@ from webhook.decision_log import DecisionLog
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_gatherers
+from webhook.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
@@ -44,7 +45,7 @@ async def run_server(settings: Settings) -> None:
         if settings.policy.engine == "embedded":
             raise ConfigError(f"the policies in {directory} cannot be served: {store.last_error}")
         log.warning("starting unready: %s", store.last_error)
-    decision_log = DecisionLog(settings.admission.decision_log_path)
+    decision_log = DecisionLog(settings.admission.decision_log_path, fsync=settings.observability.decision_log_fsync)
     reviewer = Reviewer(
         engine,
         admission=settings.admission,
@@ -52,6 +53,8 @@ async def run_server(settings: Settings) -> None:
         log=decision_log,
         gatherers=build_gatherers(settings),
     )
+    observability = build_observability(settings, engine, lambda: store.last_error)
+    reviewer.observers.extend(observability.observers)
 
     server_cfg = settings.server
     reloader_box: list[CertificateReloader] = []
@@ -59,6 +62,7 @@ async def run_server(settings: Settings) -> None:
     async def background() -> AsyncIterator[None]:
         tasks = [asyncio.create_task(store.watch())]
         tasks += [asyncio.create_task(r.watch()) for r in reloader_box]
+        tasks += [asyncio.create_task(task()) for task in observability.tasks]
         try:
             yield
         finally:
@@ -67,8 +71,11 @@ async def run_server(settings: Settings) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             await engine.close()
             decision_log.close()
+            for close in observability.closers:
+                close()
 
-    app = create_app(reviewer, store, max_body_bytes=settings.admission.max_body_bytes, lifespan_tasks=background)
+    app = create_app(reviewer, store, max_body_bytes=settings.admission.max_body_bytes, lifespan_tasks=background,
+                     metrics=observability.metrics)  # fmt: skip
     config = uvicorn.Config(
         app,
         host=server_cfg.host,

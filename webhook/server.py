@@ -7,6 +7,7 @@ answers with ``allowed: false``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from webhook.admission import parse_review
 from webhook.errors import BadReview
+from webhook.metrics import MetricsEndpoint, observe_parse
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
 
@@ -67,6 +69,7 @@ def create_app(
     *,
     max_body_bytes: int,
     lifespan_tasks: Callable[[], AsyncIterator[None]] | None = None,
+    metrics: MetricsEndpoint | None = None,
 ) -> FastAPI:
     """Build the ASGI app; ``lifespan_tasks`` runs background work (reloaders) while serving."""
 
@@ -82,14 +85,23 @@ def create_app(
 
     @app.post("/validate")
     async def validate(request: Request) -> Response:
+        started = time.perf_counter()
         try:
             doc = decode_json(await read_body(request, max_body_bytes))
             review = parse_review(doc)
+            observe_parse(time.perf_counter() - started)
         except BadReview as exc:
             decision_id = reviewer.record_rejection(exc.reason, exc.status)
             return ORJSONResponse({"error": exc.reason, "decision_id": decision_id}, status_code=exc.status)
         outcome = await reviewer.review(review)
         return ORJSONResponse(outcome.response)
+
+    if metrics is not None:
+
+        @app.get("/metrics")
+        async def metrics_route() -> Response:
+            body, content_type = metrics.render()
+            return Response(body, media_type=content_type)
 
     @app.get("/healthz")
     async def healthz() -> Response:

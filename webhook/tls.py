@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,8 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 def generate_certificates(
     directory: Path,
     *,
-    dns_names: list[str],
-    ip_addresses: list[str] = (),  # type: ignore[assignment]
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str] = (),
     valid_days: int = 365,
     reuse_ca: bool = True,
 ) -> CertificatePaths:

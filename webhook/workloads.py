@@ -46,6 +46,7 @@ class ChangeType(StrEnum):
     UPDATE = "update"  # other spec fields changed (strategy, schedule, ...), template unchanged
     METADATA_ONLY = "metadata-only"
     NO_OP = "no-op"
+    ROLLBACK = "rollback"  # a rollout back to a recent revision's template (set from the rollback fact)
     DELETE = "delete"
 
 

@@ -16,7 +16,15 @@ import rego.v1
 # iterates over packages is evaluated under `with input as ...`, i.e. in every policy
 # test. Rules that have an entry in data.deployguard.config.rules are evaluated as well,
 # so a cluster can add a rule package together with its mode without editing this file.
-rule_names := {"allowed_registries", "digest_pinning", "image_reference", "release_id"}
+rule_names := {"allowed_registries", "digest_pinning", "image_reference", "release_id", "signatures", "signatures_warn", "tag_moved"} | _governance_rules
+
+# Change governance (error budgets, risk, break-glass), owned by their rule files.
+_governance_rules := {"error_budget", "error_budget_unknown", "risk", "risk_notice", "break_glass", "break_glass_notice"}
+
+# Change windows and freezes (issue 5), owned by their rule files.
+_calendar_rules := {"change_freeze", "change_calendar"}
+
+_names contains name if some name in _calendar_rules
 
 _names contains name if some name in rule_names
 
@@ -74,4 +82,12 @@ warn := _in_mode("warn")
 
 dryrun := _in_mode("dryrun")
 
-decision := {"deny": deny, "warn": warn, "dryrun": dryrun}
+decision := object.union({"deny": deny, "warn": warn, "dryrun": dryrun}, _annotations_part)
+
+# Rules may contribute auditAnnotations (e.g. rule risk's score) through an object
+# `annotations`; the key appears in the decision only when there are some.
+_annotations := {k: v | some name in _names; v := data.deployguard.rules[name].annotations[k]}
+
+_annotations_part := {"annotations": _annotations} if {
+	count(_annotations) > 0
+} else := {}

@@ -9,7 +9,7 @@ import rego.v1
 # before; judging them again would block an incident scale-up of a legacy workload.
 # Nor is "replica": a controller creating Pods from a template admitted at the owner.
 # DELETE requests carry no images at all.
-judges_images if input.change.type in {"create", "rollout"}
+judges_images if input.change.type in {"create", "rollout", "rollback"}
 
 # "container", "init container" or "ephemeral container", for messages.
 container_noun(img) := "init container" if {

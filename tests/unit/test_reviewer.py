@@ -113,7 +113,10 @@ async def test_decision_log_line_has_the_facts_and_no_object(reviewer: Reviewer,
                 "findings", "allowed", "engine", "policy_revision", "latency_ms"):
         assert key in record, key
     assert record["change_type"] == "create"
-    assert record["images"] == [{"container": "web", "image": "nginx:latest", "digest": ""}]
+    assert record["images"] == [
+        {"container": "web", "image": "nginx:latest", "name": "docker.io/library/nginx", "digest": None,
+         "verified_authorities": []}
+    ]
     assert "s3cr3t" not in decision_log.buffer.getvalue()
 
 

@@ -91,8 +91,24 @@ class OpaEngine:
         data[META_KEY] = {"revision": bundle.revision}
         await client.update_or_create_data(data, "")
         wanted = {POLICY_ID_PREFIX + path for path, _ in bundle.modules}
-        for path, source in bundle.modules:
-            await client.update_policy_from_string(source, POLICY_ID_PREFIX + path, rego_compat=False)
+        # OPA compiles every PUT against the modules it holds, so a module that uses a
+        # function another module adds only compiles after that one: push in passes
+        # until every module is accepted or a pass makes no progress (a real error).
+        pending = list(bundle.modules)
+        while pending:
+            failed: list[tuple[str, str]] = []
+            last_error: Exception | None = None
+            for path, source in pending:
+                try:
+                    await client.update_policy_from_string(source, POLICY_ID_PREFIX + path, rego_compat=False)
+                except (TimeoutError, aiohttp.ClientError, OSError):
+                    raise
+                except Exception as exc:  # OPA's compile error: maybe only an ordering problem
+                    failed.append((path, source))
+                    last_error = exc
+            if len(failed) == len(pending) and last_error is not None:
+                raise last_error
+            pending = failed
         for policy_id in await client.get_policies_list():
             if isinstance(policy_id, str) and policy_id.startswith(POLICY_ID_PREFIX) and policy_id not in wanted:
                 await client.delete_policy(policy_id)

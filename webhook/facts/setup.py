@@ -13,4 +13,20 @@ from webhook.facts import FactGatherer
 def build_gatherers(settings: Settings) -> list[FactGatherer]:
     """The gatherers configured for this process (order does not matter: they run concurrently)."""
     gatherers: list[FactGatherer] = []
+    if settings.images.enabled:
+        gatherers.append(image_facts(settings))
+    from webhook.facts.governance import governance_gatherers
+
+    gatherers.extend(governance_gatherers(settings))
+    from webhook.facts.windows import build_windows_gatherer
+
+    gatherers.append(build_windows_gatherer(settings))
     return gatherers
+
+
+def image_facts(settings: Settings) -> FactGatherer:
+    """The images gatherer, with a budget that ends before the facts' share of the deadline."""
+    from webhook.facts.images import ImageFacts
+
+    deadline = settings.admission.deadline_seconds
+    return ImageFacts(settings.images, budget_seconds=max(deadline - min(1.0, deadline / 4) - 0.25, 0.1))

@@ -10,7 +10,7 @@ package deployguard.rules.digest_pinning
 import data.deployguard.lib
 import rego.v1
 
-violation contains {"message": msg, "fix": _pin_fix(img.ref)} if {
+violation contains {"message": msg, "fix": _pin_fix(img.ref, _resolved(img))} if {
 	lib.judges_images
 	some img in input.images
 	img.ref.valid == true
@@ -37,14 +37,22 @@ _reason(img) := `":latest" moves whenever a new image is pushed` if {
 	lib.printable(img.ref.tag)
 } else := "a tag can be pushed again and then names a different image"
 
+# The digest the tag resolves to now: from the images fact gatherer
+# (input.facts.images.by_image[<image>].resolved_digest), or ref.resolved_digest.
+_resolved(img) := d if {
+	d := input.facts.images.by_image[img.image].resolved_digest
+	d != ""
+} else := d if {
+	d := img.ref.resolved_digest
+} else := ""
+
 # With the digest the tag resolves to now (a fact gathered from the registry), the fix
 # is the exact reference to write; without it, how to look the digest up.
-_pin_fix(ref) := sprintf("pin it as %s@%s (what %s points to now)", [
+_pin_fix(ref, digest) := sprintf("pin it as %s@%s (what %s points to now)", [
 	lib.string_field(ref, "name"),
 	digest,
 	lib.string_field(ref, "normalized"),
 ]) if {
-	digest := ref.resolved_digest
 	is_string(digest)
 	regex.match(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$`, digest)
 } else := sprintf("pin it as %s@sha256:<digest>; find the digest with: crane digest %s", [

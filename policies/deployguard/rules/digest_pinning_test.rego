@@ -172,3 +172,12 @@ test_incomplete_image_entry_still_denied if {
 		`container "" image "nginx:latest" is not pinned by digest (":latest" moves whenever a new image is pushed)`,
 	]
 }
+
+test_resolved_digest_from_the_images_fact if {
+	facts := {"images": {"status": "ok", "by_image": {"nginx:latest": {"status": "ok", "resolved_digest": fixtures.sample_digest, "policies": []}}}}
+	inp := object.union(fixtures.request("create", [fixtures.nginx_latest]), {"facts": facts})
+	d := fixtures.decide(fixtures.config) with input as inp
+	[f.fix | some f in fixtures.of_rule(d.deny, "digest_pinning")] == [
+		"pin it as docker.io/library/nginx@sha256:4c2e7c1a8f8e7b1f0a2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1 (what docker.io/library/nginx:latest points to now)",
+	]
+}

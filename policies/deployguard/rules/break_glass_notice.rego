@@ -1,0 +1,14 @@
+# Rule break_glass_notice: a valid break-glass approval was used. Shown as a warning
+# (kubectl prints it) and in the decision log; deployguard also logs it at WARNING.
+package deployguard.rules.break_glass_notice
+
+import data.deployguard.governance
+import data.deployguard.lib
+import rego.v1
+
+violation contains {"message": msg, "fix": "none; review the approval after the incident"} if {
+	governance.is_rollout
+	governance.break_glass_active
+	bg := input.facts.break_glass
+	msg := sprintf("BREAK-GLASS: %s admitted past freezes and risk blocks by approval %s (ticket %s, reason %s, approved by %s, expires %s)", [lib.subject, lib.quoted(bg.id), lib.quoted(bg.ticket), lib.quoted(bg.reason), lib.quoted(bg.approved_by), bg.expires])
+}

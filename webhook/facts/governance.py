@@ -1,0 +1,28 @@
+"""The change-governance gatherers (change, budgets, break_glass, rollback), built from settings."""
+
+from __future__ import annotations
+
+from webhook.config import Settings
+from webhook.facts import FactGatherer
+from webhook.facts.break_glass import BreakGlassGatherer, load_public_keys
+from webhook.facts.budgets import BudgetGatherer
+from webhook.facts.change import ChangeGatherer
+from webhook.facts.rollback import RollbackGatherer
+from webhook.kube_api import make_kube_api
+from webhook.slo import load_slos
+from webhook.workloads import WorkloadKinds
+
+
+def governance_gatherers(settings: Settings) -> list[FactGatherer]:
+    """``change`` always; ``budgets`` with Prometheus and SLOs; rollback and break-glass with the Kubernetes API."""
+    gatherers: list[FactGatherer] = [
+        ChangeGatherer(settings.change, WorkloadKinds.with_custom(settings.admission.custom_kinds))
+    ]
+    budgets = settings.budgets
+    if budgets.prometheus_url and budgets.slo_file is not None:
+        gatherers.append(BudgetGatherer.from_settings(budgets, load_slos(budgets.slo_file)))
+    kube = make_kube_api(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
+    if kube is not None:
+        gatherers.append(RollbackGatherer(kube))
+    gatherers.append(BreakGlassGatherer(settings.break_glass, load_public_keys(settings.break_glass), kube))
+    return gatherers

@@ -1,0 +1,162 @@
+"""The ``windows`` fact: which freezes and windows stop this change now, and when it could go.
+
+Times are computed here (Rego only judges) at minute resolution, so the decision memo
+stays correct, and shown in the workload's zone (annotation ``deployguard.io/timezone``
+on the workload or its pod template, else ``windows.default_zone``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from webhook.calendar_sources import CalendarSource, Problem, Snapshot
+from webhook.change_calendar import ActiveEntry, CalendarEntry, evaluate, floor_minute, human_text, local_text
+from webhook.config import Settings
+from webhook.policy_input import Subject
+from webhook.workloads import metadata
+
+Clock = Callable[[], datetime]
+ZONE_KEY = "deployguard.io/time-zone"  # change.time_zone_label: shared with the risk score's off-hours
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def merged_snapshot(sources: Sequence[CalendarSource]) -> Snapshot:
+    snaps = [s.snapshot() for s in sources]
+    return Snapshot(
+        entries=tuple(e for s in snaps for e in s.entries),
+        problems=tuple(p for s in snaps for p in s.problems),
+    )
+
+
+def workload_zone(
+    labels: Mapping[str, str], annotations: Mapping[str, str], default: str, key: str = ZONE_KEY
+) -> tuple[ZoneInfo, str]:
+    """The zone people of this workload read times in, and a problem text when the label is wrong."""
+    name = annotations.get(key) or labels.get(key) or ""
+    if name:
+        try:
+            return ZoneInfo(name), ""
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(default), f"{key}={name} is not an IANA time zone; using {default}"
+    return ZoneInfo(default), ""
+
+
+def entry_fact(active: ActiveEntry, zone: ZoneInfo) -> dict[str, Any]:
+    entry = active.entry
+    return {
+        "kind": entry.kind,
+        "name": entry.name,
+        "namespace": entry.namespace,
+        "source": entry.source,
+        "reason": entry.reason,
+        "declared_by": entry.declared_by,
+        "ticket": entry.ticket,
+        "zone": entry.zone,
+        "occasion": active.interval.label,
+        "change_types": list(entry.change_types),
+        "until": local_text(active.interval.end, zone),
+        "until_text": human_text(active.interval.end, zone),
+    }
+
+
+def window_facts(
+    snapshot: Snapshot,
+    *,
+    now: datetime,
+    namespace: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    change_type: str,
+    default_zone: str,
+    zone_key: str = ZONE_KEY,
+) -> dict[str, Any]:
+    """The JSON document at ``input.facts.windows``. Pure."""
+    now = floor_minute(now)
+    zone, zone_problem = workload_zone(labels, annotations, default_zone, zone_key)
+    verdict = evaluate(snapshot.entries, now=now, namespace=namespace, labels=labels, change_type=change_type)
+    problems = [p.message for p in snapshot.problems if p.namespace in ("", namespace)]
+    if zone_problem:
+        problems.append(zone_problem)
+    allowed: list[CalendarEntry] = list(verdict.allow_windows)
+    return {
+        "status": "ok",
+        "now": local_text(now, zone),
+        "zone": zone.key,
+        "change_type": change_type,
+        "blocking": sorted((entry_fact(a, zone) for a in verdict.blocking), key=lambda f: (f["kind"], f["name"])),
+        "allowed_windows": sorted({e.name for e in allowed}),
+        "inside_allowed": verdict.inside_allowed,
+        "opens_at": local_text(verdict.opens_at, zone),
+        "opens_at_text": human_text(verdict.opens_at, zone),
+        "problems": sorted(problems),
+    }
+
+
+class WindowsGatherer:
+    """Evaluates the change calendar for each request; the clock is injectable for tests."""
+
+    name = "windows"
+
+    def __init__(
+        self,
+        sources: Sequence[CalendarSource],
+        *,
+        default_zone: str = "UTC",
+        zone_key: str = ZONE_KEY,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._sources = tuple(sources)
+        self._default_zone = default_zone
+        self._zone_key = zone_key
+        self._clock = clock
+
+    async def gather(self, subject: Subject) -> dict[str, Any]:
+        meta = metadata(subject.request.subject)
+        labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+        if subject.template is not None:
+            labels = {**subject.template.labels, **labels}
+            annotations = {**subject.template.annotations, **annotations}
+        return window_facts(
+            merged_snapshot(self._sources),
+            now=self._clock(),
+            namespace=subject.request.namespace,
+            labels=labels,
+            annotations=annotations,
+            change_type=subject.change.value,
+            default_zone=self._default_zone,
+            zone_key=self._zone_key,
+        )
+
+
+def problems_of(snapshot: Snapshot, namespace: str | None) -> list[Problem]:
+    return [p for p in snapshot.problems if namespace is None or p.namespace in ("", namespace)]
+
+
+def build_windows_gatherer(settings: Settings, *, watch: bool = True) -> WindowsGatherer:
+    """Data files (plus change-windows.yaml in the policy directory) and, if enabled, the cluster's objects."""
+    from webhook.calendar_sources import FileSource
+    from webhook.policy_bundle import default_policy_dir
+
+    policy_dir = settings.policy.directory or default_policy_dir()
+    sources: list[CalendarSource] = [FileSource(settings.windows.files, optional=[policy_dir / "change-windows.yaml"])]
+    if settings.windows.watch_kubernetes:
+        from webhook.kube_calendar import KubeCalendarSource
+
+        kube = KubeCalendarSource(
+            settings.kube_api.kubeconfig,
+            resync_seconds=settings.windows.resync_seconds,
+            stale_after_seconds=settings.windows.stale_after_seconds,
+        )
+        if watch:
+            kube.start()
+        sources.append(kube)
+    return WindowsGatherer(
+        sources, default_zone=settings.change.default_time_zone, zone_key=settings.change.time_zone_label
+    )

@@ -1,0 +1,59 @@
+"""Wire the decision observers (metrics, Events, traces) from settings, at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.config import Settings
+from webhook.engines import PolicyEngine
+from webhook.events import EventRecorder, KubernetesEventSink
+from webhook.metrics import MetricsEndpoint, MetricsObserver, PolicyRevisionGauge, certificate_gauge
+from webhook.observers import DecisionObserver
+from webhook.tracing import TracingObserver, otlp_tracer
+
+log = logging.getLogger("deployguard.observability")
+
+
+@dataclass
+class Observability:
+    """What ``serve`` adds: observers for the reviewer, the /metrics endpoint, background work."""
+
+    observers: list[DecisionObserver] = field(default_factory=list)
+    metrics: MetricsEndpoint | None = None
+    tasks: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+
+def kube_client_configured(settings: Settings) -> bool:
+    return settings.kube_api.kubeconfig is not None or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def build_observability(settings: Settings, engine: PolicyEngine, last_error: Callable[[], str]) -> Observability:
+    cfg = settings.observability
+    result = Observability()
+    if cfg.metrics_enabled:
+        result.observers.append(MetricsObserver())
+        result.metrics = MetricsEndpoint(
+            (
+                PolicyRevisionGauge(lambda: engine.revision, engine.name, last_error),
+                certificate_gauge(settings.server.certfile),
+            )
+        )
+    if cfg.events_enabled and kube_client_configured(settings):
+        sink = KubernetesEventSink(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
+        recorder = EventRecorder(
+            sink, min_interval_seconds=cfg.events_min_interval_seconds, queue_size=cfg.events_queue_size
+        )
+        result.observers.append(recorder)
+        result.tasks.append(recorder.run)
+        log.info("Kubernetes Events on for denials and warnings")
+    if cfg.tracing_otlp_endpoint:
+        tracer, provider = otlp_tracer(cfg.tracing_otlp_endpoint, cfg.tracing_service_name)
+        result.observers.append(TracingObserver(tracer))
+        result.closers.append(provider.shutdown)
+        log.info("tracing to %s", cfg.tracing_otlp_endpoint)
+    return result
