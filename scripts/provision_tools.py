@@ -104,6 +104,13 @@ BUILDS: tuple[GoBuild, ...] = (
         "cosign", "github.com/sigstore/cosign/v2", "v2.6.5", {"cosign": "github.com/sigstore/cosign/v2/cmd/cosign"}
     ),
     GoBuild("helm", "helm.sh/helm/v3", "v3.19.0", {"helm": "helm.sh/helm/v3/cmd/helm"}),
+    # Gatekeeper's gator: the peer in bench/peers.py only, so not in DEFAULT.
+    GoBuild(
+        "gator",
+        "github.com/open-policy-agent/gatekeeper/v3",
+        "v3.23.1",
+        {"gator": "github.com/open-policy-agent/gatekeeper/v3/cmd/gator"},
+    ),
 )
 DEFAULT = ("opa", "etcd", "kubernetes", "helm", "go-containerregistry", "cosign")
 

@@ -20,6 +20,12 @@ if ! command -v promtool >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq prometheus >/dev/null
 fi
+# docker-registry (distribution 2.8) with htpasswd / token auth: registry credentials tests;
+# htpasswd (apache2-utils) makes its bcrypt password file.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq docker-registry apache2-utils >/dev/null
+fi
 
 log "tool binaries (built from pinned Go modules, cached in ~/.cache/deployguard/tools)"
 python3 scripts/provision_tools.py

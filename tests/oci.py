@@ -7,16 +7,28 @@ in explicitly (``private_registries`` / ``plain_http_registries``): see ``image_
 
 from __future__ import annotations
 
+import base64
+import datetime
 import hashlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import tarfile
+import threading
+import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID
 
 from tests.conftest import tool
 from tests.processes import Process, free_port, http_ok
@@ -46,6 +58,7 @@ class LocalRegistry:
         self.host = f"127.0.0.1:{self.port}"
         self.process = Process(f"registry-{self.port}", [str(tool("registry")), "-port", str(self.port)], log_dir)
         self.process.wait_until(lambda: http_ok(f"http://{self.host}/v2/"), 30, "serving /v2/")
+        self.client_env: dict[str, str] = {}  # environment for crane/cosign (credentials)
 
     def stop(self) -> None:
         self.process.stop()
@@ -67,8 +80,8 @@ def push_image(registry: LocalRegistry, repository: str, tag: str, work: Path) -
     with tarfile.open(layer, "w") as tar:
         tar.add(content, arcname="content.bin")
     ref = f"{registry.host}/{repository}:{tag}"
-    run([str(tool("crane")), "append", "--insecure", "-f", str(layer), "-t", ref])
-    return run([str(tool("crane")), "digest", "--insecure", ref])
+    run([str(tool("crane")), "append", "--insecure", "-f", str(layer), "-t", ref], **registry.client_env)
+    return run([str(tool("crane")), "digest", "--insecure", ref], **registry.client_env)
 
 
 def generate_key(work: Path, name: str) -> KeyPair:
@@ -79,7 +92,7 @@ def generate_key(work: Path, name: str) -> KeyPair:
     return KeyPair(name, prefix.with_suffix(".key"), prefix.with_suffix(".pub"))
 
 
-def cosign_sign(key: KeyPair, reference: str) -> None:
+def cosign_sign(key: KeyPair, reference: str, **env: str) -> None:
     """``cosign sign`` in the classic format, offline (no transparency log upload)."""
     run(
         [
@@ -87,6 +100,7 @@ def cosign_sign(key: KeyPair, reference: str) -> None:
             "--allow-insecure-registry", "--allow-http-registry", reference,
         ],
         COSIGN_PASSWORD="",
+        **env,
     )  # fmt: skip
 
 
@@ -171,3 +185,149 @@ def image_settings(
         policies=policies,
         tag_cache_ttl_seconds=0.0,
     )
+
+
+# ---- a registry that requires credentials: Debian's docker-registry (distribution 2.8) ----
+
+
+def docker_registry_binary() -> Path:
+    """Debian's ``docker-registry``; missing, the test fails with what to install (never a skip)."""
+    found = shutil.which("docker-registry")
+    if found is None:
+        pytest.fail("docker-registry is not installed; run: apt-get install docker-registry (scripts/test.sh does)")
+    return Path(found)
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """A bcrypt htpasswd entry (the only format distribution accepts), made by ``htpasswd -B``."""
+    if shutil.which("htpasswd") is None:
+        pytest.fail("htpasswd is not installed; run: apt-get install apache2-utils (scripts/test.sh does)")
+    return run(["htpasswd", "-Bbn", user, password])
+
+
+def docker_config_dir(target: Path, host: str, user: str, password: str) -> Path:
+    """A DOCKER_CONFIG directory whose config.json holds ``user``/``password`` for ``host``."""
+    target.mkdir(parents=True, exist_ok=True)
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (target / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return target
+
+
+class TokenServer:
+    """A Docker token service (the Bearer flow): checks Basic credentials and issues an ES256
+    JWT signed by a key whose self-signed certificate the registry trusts (``x5c`` header).
+    Anonymous callers get a token without access, as public registries do for private repos."""
+
+    def __init__(self, work: Path, users: dict[str, str], service: str = "deployguard-test-registry") -> None:
+        self.service, self.issuer, self.users = service, "deployguard-test-token-issuer", users
+        self.requests: list[str] = []  # the Authorization user per token request ('' anonymous)
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token-signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )  # fmt: skip
+        self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        work.mkdir(parents=True, exist_ok=True)
+        self.root_bundle = work / "token-root.pem"
+        self.root_bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                user = server.authenticated(self.headers.get("Authorization", ""))
+                if user is None:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                server.requests.append(user)
+                body = json.dumps({"token": server.token(user, query.get("scope", []))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self._http.server_address[1]}/token"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def authenticated(self, header: str) -> str | None:
+        """'' for anonymous, the user for good Basic credentials, None for bad ones."""
+        if not header:
+            return ""
+        scheme, _, value = header.partition(" ")
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return None
+        if scheme.lower() == "basic" and self.users.get(user) == password:
+            return user
+        return None
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes if user else []:
+            kind, _, rest = scope.partition(":")
+            repository, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": repository, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": user, "aud": self.service, "iat": now, "nbf": now - 10,
+                  "exp": now + 300, "jti": secrets.token_hex(8), "access": access}  # fmt: skip
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [self._x5c]}
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        r, s = utils.decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+class AuthRegistry(LocalRegistry):
+    """Debian's docker-registry on loopback requiring credentials: htpasswd (Basic) or a
+    token service (Bearer). ``client_env`` lets crane and cosign push with the credentials."""
+
+    def __init__(
+        self, log_dir: Path, work: Path, *, user: str, password: str, token_server: TokenServer | None = None
+    ) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        work.mkdir(parents=True, exist_ok=True)
+        if token_server is None:
+            (work / "htpasswd").write_text(htpasswd_line(user, password) + "\n")
+            auth: dict[str, object] = {"htpasswd": {"realm": "deployguard-test", "path": str(work / "htpasswd")}}
+        else:
+            t = token_server
+            auth = {"token": {"realm": t.realm, "service": t.service, "issuer": t.issuer,
+                              "rootcertbundle": str(t.root_bundle)}}  # fmt: skip
+        config = {
+            "version": 0.1,
+            "log": {"level": "info"},
+            "storage": {"filesystem": {"rootdirectory": str(work / "data")}, "delete": {"enabled": True}},
+            "http": {"addr": self.host},
+            "auth": auth,
+        }
+        (work / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+        self.client_env = {"DOCKER_CONFIG": str(docker_config_dir(work / "docker", self.host, user, password))}
+        self.token_realm = token_server.realm if token_server is not None else ""
+        argv = [str(docker_registry_binary()), "serve", str(work / "config.yml")]
+        self.process = Process(f"docker-registry-{self.port}", argv, log_dir)
+        self.process.wait_until(lambda: _answers_401(f"http://{self.host}/v2/"), 30, "asking for credentials on /v2/")
+
+
+def _answers_401(url: str) -> bool:
+    return httpx.get(url, timeout=2).status_code == 401

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from webhook.admission import AdmissionRequest, UserInfo
+from webhook.decision import ANNOTATE, Decision
 from webhook.errors import DeployguardError
 from webhook.reviewer import Outcome, Reviewer
 
@@ -84,11 +85,35 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "policy_revision": d.revision,
         "engine": d.engine,
         "change_type": (outcome.policy_input or {}).get("change", {}).get("type"),
-        "findings": [{"rule": f.rule, "mode": f.mode, "message": f.message, "fix": f.fix} for f in d.findings],
+        "findings": [
+            {"rule": f.rule, "mode": f.mode, "message": f.message, "fix": f.fix}
+            for f in d.findings
+            if f.mode != ANNOTATE
+        ],
+        "annotations": decision_annotations(d),
         "notes": list(d.notes),
         "error": d.error or None,
         "message": d.message or None,
     }
+
+
+def decision_annotations(decision: Decision) -> dict[str, str]:
+    """What the policy attached for the audit trail (e.g. risk-score), not findings."""
+    return {f.rule: f.message for f in decision.by_mode(ANNOTATE)}
+
+
+# How each mode reads in text; a mode added later falls back to its own name, never a crash.
+MARKS = {"deny": "✗ deny  ", "warn": "! warn  ", "dryrun": "· dryrun"}
+
+
+def risk_line(notes: Mapping[str, str]) -> str | None:
+    """The risk score in one line (rule risk's annotations), if the policy scored the change."""
+    if "risk-score" not in notes:
+        return None
+    level = notes.get("risk-level", "")
+    factors = notes.get("risk-factors", "")
+    line = f"  risk score {notes['risk-score']}" + (f" ({level})" if level else "")
+    return line + (f"; top factors: {factors}" if factors else "")
 
 
 def outcome_text(outcome: Outcome) -> str:
@@ -97,11 +122,20 @@ def outcome_text(outcome: Outcome) -> str:
     lines = [f"{verdict} {d.subject}"]
     if d.error:
         lines.append(f"  error: {d.error}")
-    marks = {"deny": "✗ deny  ", "warn": "! warn  ", "dryrun": "· dryrun"}
     for finding in d.findings:
-        lines.append(f"  {marks[finding.mode]} [{finding.rule}] {finding.message}")
+        if finding.mode == ANNOTATE:
+            continue
+        mark = MARKS.get(finding.mode, f"{finding.mode:8}")
+        lines.append(f"  {mark} [{finding.rule}] {finding.message}")
         if finding.fix:
             lines.append(f"           fix: {finding.fix}")
     for note in d.notes:
         lines.append(f"  ! note    {note}")
+    notes = decision_annotations(d)
+    risk = risk_line(notes)
+    if risk:
+        lines.append(risk)
+    for key, value in notes.items():
+        if not key.startswith("risk-"):
+            lines.append(f"  · {key}: {value}")
     return "\n".join(lines)

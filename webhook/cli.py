@@ -17,6 +17,7 @@ import yaml
 from webhook.check import ManifestError, check_objects, outcome_json, outcome_text, read_manifests
 from webhook.cli_audit import audit_app
 from webhook.cli_certs_kube import certs_kube
+from webhook.cli_governance import break_glass_app, budget_app
 from webhook.cli_image import image_app
 from webhook.cli_windows import windows_app
 from webhook.config import Settings, load_settings
@@ -44,6 +45,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(image_app, name="image")
 app.add_typer(windows_app, name="windows")
+app.add_typer(break_glass_app, name="break-glass")
+app.add_typer(budget_app, name="budget")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="settings YAML (see README)")]
 PoliciesOption = Annotated[
@@ -79,6 +82,7 @@ def serve(
     opa_url: Annotated[str | None, typer.Option(help="OPA server for --engine opa")] = None,
     decision_log: Annotated[Path | None, typer.Option(help="also append decisions to this file")] = None,
     dev_certs: Annotated[bool, typer.Option(help="generate a throwaway CA and localhost cert first")] = False,
+    workers: Annotated[int | None, typer.Option(help="processes sharing the port, one core each")] = None,
 ) -> None:
     """Serve the admission webhook over HTTPS (POST /validate, /healthz, /readyz)."""
     from webhook.serve import ensure_dev_certificates, run_server
@@ -91,6 +95,7 @@ def serve(
         port=port or server.port,
         certfile=cert or server.certfile,
         keyfile=key or server.keyfile,
+        workers=workers or server.workers,
     )
     chosen = engine or settings.policy.engine
     if chosen not in ("embedded", "opa"):
@@ -112,6 +117,10 @@ def serve(
                 f"no serving certificate at {server.certfile} / {server.keyfile}; "
                 "create one with `deployguard certs generate` or pass --dev-certs"
             )
+        if settings.server.workers > 1:
+            from webhook.workers import serve_workers
+
+            raise typer.Exit(serve_workers(settings, settings.server.workers))
         asyncio.run(run_server(settings))
     except DeployguardError as exc:
         raise _fail(str(exc), 1) from None
@@ -126,6 +135,12 @@ def check(
     output: Annotated[str, typer.Option("--output", "-o", help="text | json")] = "text",
     config: ConfigOption = None,
     policies: PoliciesOption = None,
+    explain: Annotated[bool, typer.Option("--explain", help="list every rule evaluated and why it fired or not")] = (
+        False
+    ),
+    record_case: Annotated[
+        Path | None, typer.Option("--record-case", help="write a policy case file: objects, gathered facts, decision")
+    ] = None,
 ) -> None:
     """Evaluate manifests offline as the webhook would. Exit 0 allow, 1 deny, 2 bad input."""
     if output not in ("text", "json"):
@@ -153,7 +168,22 @@ def check(
             log=DecisionLog(stream=io.StringIO()),
             gatherers=build_gatherers(settings),
         )
+        for gatherer in reviewer.gatherers:  # watched sources (the windows watch) are listed once instead
+            prime = getattr(gatherer, "prime", None)
+            if callable(prime):
+                prime()
         outcomes = await check_objects(reviewer, objects, old_objects)
+        if record_case is not None:
+            from webhook.policy_cases import write_recorded_cases
+
+            try:
+                write_recorded_cases(record_case, outcomes, objects, old_objects)
+            except DeployguardError as exc:
+                raise _fail(str(exc)) from None
+        if explain:
+            from webhook.cli_policy_cases import explained_outcomes
+
+            return explained_outcomes(directory, outcomes, text=output == "text")
         if output == "text":
             for outcome in outcomes:
                 typer.echo(outcome_text(outcome))
@@ -201,8 +231,11 @@ def render_webhook_config(
     exempt_namespace: Annotated[list[str] | None, typer.Option(help="more namespaces to exempt")] = None,
     include_delete: Annotated[bool, typer.Option(help="also send DELETE requests")] = False,
     name: Annotated[str, typer.Option(help="configuration name")] = "deployguard",
+    mutating: Annotated[
+        bool, typer.Option(help="the MutatingWebhookConfiguration for /mutate (images.mutate_enabled) instead")
+    ] = False,
 ) -> None:
-    """Print a ValidatingWebhookConfiguration for deployguard (YAML)."""
+    """Print a ValidatingWebhookConfiguration (or, with --mutating, a MutatingWebhookConfiguration) (YAML)."""
     try:
         ca_bundle = CertificatePaths(ca_file, ca_file, ca_file, ca_file).ca_bundle()
     except OSError as exc:
@@ -217,6 +250,7 @@ def render_webhook_config(
         timeout_seconds=timeout,
         exempt_namespaces=("kube-system", namespace, *(exempt_namespace or [])),
         include_delete=include_delete,
+        mutating=mutating,
     )
     try:
         manifest = render_webhook_configuration(registration)
@@ -229,8 +263,12 @@ def render_webhook_config(
 def policy_test(
     policies: PoliciesOption = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="list every test")] = False,
+    cases: Annotated[
+        Path | None, typer.Option("--cases", help="case files (default: policy-cases/ beside the policies, if any)")
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Run the policies' Rego tests on the embedded engine (as `opa test` does on OPA)."""
+    """Run the policies' Rego tests and case files on the embedded engine (`opa test` runs the Rego tests on OPA)."""
     directory = policies or default_policy_dir()
     try:
         bundle = load_bundle(directory)
@@ -248,7 +286,10 @@ def policy_test(
     typer.echo(f"PASS: {len(results) - len(failed)}/{len(results)}" + (f"\nFAIL: {len(failed)}" if failed else ""))
     if not results:
         raise _fail(f"no test_* rules found in {directory}", 1)
-    raise typer.Exit(1 if failed else 0)
+    from webhook.cli_policy_cases import test_cases
+
+    case_failures = test_cases(directory, cases, _settings(config, directory), verbose=verbose)
+    raise typer.Exit(1 if failed or case_failures else 0)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from webhook.errors import ConfigError
+from webhook.identity_patterns import compile_pattern
 
 EngineName = Literal["embedded", "opa"]
 
@@ -44,6 +45,9 @@ class AdmissionSettings:
 
     deadline_seconds: float = 8.0  # keep below the webhook's timeoutSeconds (default 10)
     max_body_bytes: int = 3 * 1024 * 1024  # the API server's own object limit is ~3 MiB
+    max_json_depth: int = 128  # deeper nesting of objects/arrays in the body gets HTTP 400 (orjson stops at 1024)
+    max_containers: int = 50  # more containers in one pod template are denied unevaluated (evaluation cost grows ~n²)
+    max_image_reference_chars: int = 1024  # longer image strings are denied unevaluated (rego-cpp crashes at ~30k)
     custom_kinds: tuple[CustomKind, ...] = ()
     # Identities (from the API server's userInfo, which a workload cannot forge) whose
     # creates of owned objects replay a template already admitted at the owner: a
@@ -71,6 +75,10 @@ class ServerSettings:
     certfile: Path = Path("certs/dev/tls.crt")
     keyfile: Path = Path("certs/dev/tls.key")
     cert_reload_interval_seconds: float = 5.0
+    # PEM CA(s) for client certificates: when set, callers must present a certificate it
+    # signed (the API server's, configured in its AdmissionConfiguration kubeconfig); None: no client auth.
+    client_ca_file: Path | None = None
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT); one core each
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,14 @@ class ImageSettings:
     negative_cache_ttl_seconds: float = 10.0  # failures (registry down...) are retried soon
     tag_cache_ttl_seconds: float = 10.0  # tag -> digest; short: tags move
     max_concurrency: int = 16  # registry calls in flight per process
+    # Credentials from the workload's imagePullSecrets and its service account's, read through
+    # the Kubernetes API (kube_api settings) in the workload's own namespace; needs get on
+    # secrets and serviceaccounts. Off, or without a Kubernetes client: docker_config only.
+    pull_secrets: bool = True
+    pull_secret_cache_ttl_seconds: float = 30.0
+    # POST /mutate rewrites verified tag-only references to tag@digest (register it with
+    # `deployguard render webhook-config --mutating`); the validating webhook still checks.
+    mutate_enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,7 +187,7 @@ class BreakGlassSettings:
     public_keys: tuple[tuple[str, Path], ...] = ()
     required_approvals: int = 1  # k of the n keys above
     annotation: str = "deployguard.io/break-glass"
-    state_namespace: str = "deployguard-system"  # where used token ids are recorded (ConfigMaps)
+    state_namespace: str = "deployguard-system"  # where used token ids are recorded (Leases; the release namespace)
     max_ttl_seconds: int = 4 * 3600
 
 
@@ -218,6 +234,9 @@ class Settings:
     windows: WindowsSettings = field(default_factory=WindowsSettings)
 
 
+_OPTIONAL_PATHS = ("directory", "decision_log_path", "kubeconfig", "slo_file", "client_ca_file")
+
+
 def _section(cls: type[Any], raw: Any, name: str) -> Any:
     if raw is None:
         return cls()
@@ -251,7 +270,7 @@ def _section(cls: type[Any], raw: Any, name: str) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"config {name}.files must be a list of paths")
             values[key] = tuple(Path(v) for v in value)
-        elif isinstance(default, Path) or key in ("directory", "decision_log_path", "kubeconfig", "slo_file"):
+        elif isinstance(default, Path) or key in _OPTIONAL_PATHS:
             values[key] = Path(value) if value is not None else None
         else:
             values[key] = value
@@ -331,6 +350,9 @@ def _images_section(raw: Any) -> ImageSettings:
     for authority in settings.authorities:
         if (authority.key is None) == (not (authority.identity or authority.identity_regex)):
             raise ConfigError(f"images.authorities {authority.name!r}: give either key or identity/identity_regex")
+        for pattern in (authority.identity_regex, authority.issuer_regex):
+            if pattern:
+                compile_pattern(pattern)  # RE2: linear time, refused here when invalid
     for policy in settings.policies:
         missing = sorted(set(policy.authorities) - names)
         if missing:

@@ -65,9 +65,12 @@ class KubeCalendarSource:
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._attempted: set[str] = set()  # kinds whose first list finished (either way)
 
     def start(self) -> None:
-        """One daemon thread per kind, so a missing CRD does not hold up the others."""
+        """One daemon thread per kind, so a missing CRD does not hold up the others. Idempotent."""
+        if self._threads:
+            return
         for resource in RESOURCES:
             thread = threading.Thread(target=self._run, args=(resource,), name=f"watch-{resource.plural}", daemon=True)
             thread.start()
@@ -75,6 +78,12 @@ class KubeCalendarSource:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def listed(self) -> bool:
+        """Whether every kind had its first list (successful or not): until then the snapshot
+        lacks the cluster's freezes, so the server reports itself unready instead of admitting."""
+        with self._lock:
+            return len(self._attempted) == len(RESOURCES)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -94,7 +103,11 @@ class KubeCalendarSource:
 
     def list_once(self) -> Snapshot:
         """One list of every kind, for the CLI; a kind that cannot be listed becomes a problem."""
-        api = self._api()
+        try:
+            api = self._api()
+        except Exception as exc:  # no kubeconfig / not in a cluster: say so instead of crashing the CLI
+            snap = self.snapshot()
+            return Snapshot(snap.entries, (*snap.problems, Problem("", f"cannot reach Kubernetes: {_describe(exc)}")))
         problems = []
         for resource in RESOURCES:
             try:
@@ -131,6 +144,7 @@ class KubeCalendarSource:
                 with self._lock:
                     changed = self._errors.get(resource.kind) != message
                     self._errors[resource.kind] = message
+                    self._attempted.add(resource.kind)
                 if changed:
                     log.warning("cannot list/watch %s: %s (keeping the last known ones)", resource.plural, message)
                 if "config" in type(exc).__module__ or isinstance(exc, OSError | FileNotFoundError):
@@ -145,6 +159,7 @@ class KubeCalendarSource:
             self._objects[resource.kind] = items
             self._listed[resource.kind] = time.monotonic()
             self._errors.pop(resource.kind, None)
+            self._attempted.add(resource.kind)
             self._rebuild()
         return str(result.get("metadata", {}).get("resourceVersion", ""))
 
@@ -191,5 +206,12 @@ def _describe(exc: Exception) -> str:
     if status == 404:
         return "the CRD is not installed (kubectl apply -f charts/deployguard/crds/)"
     if status is not None:
-        return f"HTTP {status} {reason or ''}".strip()
-    return f"{type(exc).__name__}: {exc}"[:300]
+        return _printable(f"HTTP {status} {reason or ''}".strip())
+    return _printable(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def _printable(text: str) -> str:
+    """Client errors quote freely (urllib3: ``NewConnectionError("...")``); the policies show
+    only printable ASCII without quotes or backslashes, so a stale calendar must read that way."""
+    text = text.replace('"', "'").replace("\\", "/")
+    return "".join(c if " " <= c <= "~" else " " for c in text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,25 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _policy_files(directory: Path) -> list[Path]:
+    """Every visible file below ``directory``, following symlinked folders once.
+
+    A ConfigMap volume presents nested keys through symlinked folders, which
+    ``Path.rglob`` does not enter on Python 3.11; its ``..data`` folders are hidden.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a symlink loop
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root) / f for f in files if not f.startswith(".")]
+    return sorted(p for p in found if p.is_file() and not _hidden(p, directory))
+
+
 def _merge(into: dict[str, Any], new: dict[str, Any], where: str) -> None:
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -81,7 +101,7 @@ def load_bundle(directory: Path) -> PolicyBundle:
     tests: list[tuple[str, str]] = []
     data: dict[str, Any] = {}
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not _hidden(p, directory)):
+    for path in _policy_files(directory):
         rel = path.relative_to(directory).as_posix()
         if path.suffix != ".rego" and not _is_data_file(path):
             continue

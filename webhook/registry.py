@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
-import ipaddress
 import json
 import logging
 import re
-import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ import httpx
 
 from webhook.config import RegistrySettings
 from webhook.errors import DeployguardError
+from webhook.registry_transport import REFUSED, Resolver, host_port_forms, pinned_transport, system_resolve
+from webhook.registry_transport import is_internal_address as _internal
 
 log = logging.getLogger("deployguard.registry")
 
@@ -39,6 +40,7 @@ MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
 _ACCEPT = ", ".join(MANIFEST_TYPES)
 DOCKER_HUB_API = "registry-1.docker.io"  # where "docker.io" images are served from
 _MAX_REDIRECTS = 3
+_NO_CREDENTIALS = "none in imagePullSecrets, the service account or images.registry.docker_config"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -70,6 +72,11 @@ class Credentials:
 
     username: str
     password: str
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash naming these credentials in cache keys (never the secret itself)."""
+        return hashlib.sha256(f"{self.username}\0{self.password}".encode()).hexdigest()[:16]
 
 
 def load_docker_config(path: Path | None) -> dict[str, Credentials]:
@@ -113,41 +120,60 @@ def _host_port(registry: str) -> tuple[str, int | None]:
     return host, int(port) if port else None
 
 
-def _internal(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return bool(
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
-    )
-
-
 class RegistryClient:
     """One client per process; share it (connection pool, tokens)."""
 
-    def __init__(self, settings: RegistrySettings, *, credentials: dict[str, Credentials] | None = None) -> None:
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        *,
+        credentials: dict[str, Credentials] | None = None,
+        resolve: Resolver = system_resolve,
+    ) -> None:
         self.settings = settings
+        self._resolve = resolve
         self._credentials = dict(credentials if credentials is not None else load_docker_config(settings.docker_config))
         verify: ssl.SSLContext | bool = True
         if settings.ca_bundle is not None:
             context = ssl.create_default_context()
             context.load_verify_locations(cafile=str(settings.ca_bundle))
             verify = context
-        self._http = httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=settings.timeout_seconds)
-        self._tokens: dict[tuple[str, str], str] = {}
+        # Connections go to the address checked when they are made (no DNS rebinding past the guard).
+        transport = pinned_transport(verify, may_be_internal=self._may_be_internal, resolve=resolve)
+        self._http = httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=settings.timeout_seconds)
+        # Tokens per (registry, scope, credentials fingerprint): a token fetched with one
+        # namespace's pull secret must never serve a request that has no such secret.
+        self._tokens: dict[tuple[str, str, str], str] = {}
+        self._shared = False
         if settings.unsafe_allow_private_addresses:
             log.warning("images.registry.unsafe_allow_private_addresses is on: registries may reach internal addresses")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if not self._shared:
+            await self._http.aclose()
+
+    def with_credentials(self, credentials: dict[str, Credentials]) -> RegistryClient:
+        """A view for one request: ``credentials`` (from pull secrets) first, then the docker
+        config's; shares the connection pool and the token cache (keyed by credentials)."""
+        if not credentials:
+            return self
+        view = copy.copy(self)
+        view._credentials = {**self._credentials, **credentials}
+        view._shared = True
+        return view
+
+    def identity(self, registry: str) -> str:
+        """Which credentials this client uses for ``registry`` ('' anonymous): part of cache keys."""
+        creds = self._credentials.get(registry)
+        return creds.fingerprint if creds is not None else ""
 
     # ---- the guard -------------------------------------------------------------------
+
+    def _may_be_internal(self, host: str, port: int) -> bool:
+        """Whether a connection to host:port may land on an internal address (configured private)."""
+        if self.settings.unsafe_allow_private_addresses:
+            return True
+        return bool(host_port_forms(host, port) & set(self.settings.private_registries))
 
     def _scheme(self, registry: str) -> str:
         return "http" if registry in self.settings.plain_http_registries else "https"
@@ -164,11 +190,10 @@ class RegistryClient:
         if (url_host or registry) in self.settings.private_registries:
             return
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+            addresses = await self._resolve(host, port or 443)
         except OSError as exc:
             raise RegistryError(f"registry {registry}: cannot resolve {host}: {exc}") from None
-        for info in infos:
-            address = str(info[4][0])
+        for address in addresses:
             if _internal(address):
                 raise RefusedAddress(
                     f"registry {registry} resolves to the internal address {address}; "
@@ -214,6 +239,10 @@ class RegistryClient:
                 if urlsplit(url).scheme not in ("http", "https"):
                     raise RegistryError(f"registry {registry} redirected to an unsupported URL")
                 continue
+            if response.status_code == 401:
+                who = "rejected the credentials" if registry in self._credentials else "requires credentials"
+                detail = "" if registry in self._credentials else f"; {_NO_CREDENTIALS}"
+                raise RegistryError(f"registry {registry} {who} (HTTP 401 for {urlsplit(url).path}{detail})")
             if response.status_code == 404:
                 raise NotFound(f"registry {registry}: {urlsplit(url).path} not found (404)")
             if response.status_code in _RETRY_STATUS:
@@ -249,12 +278,14 @@ class RegistryClient:
             error.retry = True  # type: ignore[attr-defined]
             raise error from None
         except httpx.HTTPError as exc:
+            if REFUSED in str(exc):
+                raise RefusedAddress(f"registry {registry}: {exc}") from None
             error = RegistryError(f"registry {registry} is unreachable: {exc or type(exc).__name__}")
             error.retry = True  # type: ignore[attr-defined]
             raise error from None
 
     def _authorization(self, registry: str, scope: str) -> str:
-        token = self._tokens.get((registry, scope))
+        token = self._tokens.get((registry, scope, self.identity(registry)))
         if token:
             return token
         return ""
@@ -266,9 +297,9 @@ class RegistryClient:
         creds = self._credentials.get(registry)
         if scheme.lower() == "basic":
             if creds is None:
-                raise RegistryError(f"registry {registry} requires credentials (none configured)")
+                raise RegistryError(f"registry {registry} requires credentials ({_NO_CREDENTIALS})")
             raw = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            self._tokens[(registry, scope)] = f"Basic {raw}"
+            self._tokens[(registry, scope, creds.fingerprint)] = f"Basic {raw}"
             return
         if scheme.lower() != "bearer" or "realm" not in params:
             raise RegistryError(f"registry {registry} sent an unsupported authentication challenge")
@@ -281,6 +312,9 @@ class RegistryClient:
             raw = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             headers["Authorization"] = f"Basic {raw}"
         response = await self._fetch("GET", registry, realm, headers, 64 * 1024)
+        if response.status_code == 401:
+            reason = "rejected the credentials" if creds is not None else f"requires credentials ({_NO_CREDENTIALS})"
+            raise RegistryError(f"registry {registry}: token service {reason}")
         if response.status_code != 200:
             raise RegistryError(f"registry {registry}: token service answered HTTP {response.status_code}")
         try:
@@ -290,7 +324,7 @@ class RegistryClient:
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {registry}: token service returned no token")
-        self._tokens[(registry, scope)] = f"Bearer {token}"
+        self._tokens[(registry, scope, self.identity(registry))] = f"Bearer {token}"
 
     # ---- the distribution API ---------------------------------------------------------
 

@@ -23,6 +23,7 @@ from webhook.decision_log import DecisionLog
 from webhook.engines import PolicyEngine
 from webhook.errors import EngineError
 from webhook.facts import FactGatherer, gather_facts
+from webhook.input_limits import template_over_limits
 from webhook.memo import DecisionMemo, memo_key
 from webhook.observers import DecisionObserver, notify
 from webhook.policy_input import Subject, build_policy_input
@@ -92,6 +93,20 @@ class Reviewer:
                     f"deployguard does not know where {request.kind} ({request.group or 'core'}) keeps its pod "
                     "template, so it was admitted without checks; add it to admission.custom_kinds to check it",
                 ),
+                revision=self.engine.revision,
+                engine=self.engine.name,
+            )
+        elif (
+            oversized := template_over_limits(
+                self.kinds.pod_template(request.group, request.kind, request.subject),
+                max_containers=self._admission.max_containers,
+                max_image_chars=self._admission.max_image_reference_chars,
+            )
+        ) is not None:
+            decision = decide(
+                decision_id=decision_id,
+                subject=subject_name,
+                findings=(oversized,),
                 revision=self.engine.revision,
                 engine=self.engine.name,
             )

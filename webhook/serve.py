@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from webhook.decision_log import DecisionLog
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_gatherers
+from webhook.mutation import build_mutator
 from webhook.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
 from webhook.policy_store import PolicyStore
@@ -35,8 +37,8 @@ def ensure_dev_certificates(certfile: Path, keyfile: Path) -> Path:
     return paths.ca_cert
 
 
-async def run_server(settings: Settings) -> None:
-    """Serve until cancelled or signalled."""
+async def run_server(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    """Serve until cancelled or signalled; on ``sockets`` when given (``--workers``)."""
     engine = make_engine(settings.policy)
     directory = settings.policy.directory or default_policy_dir()
     store = PolicyStore(directory, engine, interval=settings.policy.reload_interval_seconds)
@@ -63,9 +65,14 @@ async def run_server(settings: Settings) -> None:
         tasks = [asyncio.create_task(store.watch())]
         tasks += [asyncio.create_task(r.watch()) for r in reloader_box]
         tasks += [asyncio.create_task(task()) for task in observability.tasks]
+        watchers = [g for g in reviewer.gatherers if callable(getattr(g, "start", None))]  # e.g. the windows watch
+        for watcher in watchers:
+            watcher.start()  # type: ignore[attr-defined]
         try:
             yield
         finally:
+            for watcher in watchers:
+                watcher.stop()  # type: ignore[attr-defined]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -74,14 +81,19 @@ async def run_server(settings: Settings) -> None:
             for close in observability.closers:
                 close()
 
-    app = create_app(reviewer, store, max_body_bytes=settings.admission.max_body_bytes, lifespan_tasks=background,
-                     metrics=observability.metrics)  # fmt: skip
+    app = create_app(reviewer, store, max_body_bytes=settings.admission.max_body_bytes,
+                     max_json_depth=settings.admission.max_json_depth, lifespan_tasks=background,
+                     metrics=observability.metrics,
+                     mutator=build_mutator(settings, reviewer.gatherers))  # fmt: skip
     config = uvicorn.Config(
         app,
         host=server_cfg.host,
         port=server_cfg.port,
         ssl_certfile=str(server_cfg.certfile),
         ssl_keyfile=str(server_cfg.keyfile),
+        # mTLS: with a client CA, only callers presenting a certificate it signed (the API server) get in.
+        ssl_ca_certs=str(server_cfg.client_ca_file) if server_cfg.client_ca_file else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if server_cfg.client_ca_file else ssl.CERT_NONE,
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -105,4 +117,4 @@ async def run_server(settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     with contextlib.suppress(asyncio.CancelledError):
-        await server.serve()
+        await server.serve(sockets=sockets)

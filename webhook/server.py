@@ -18,7 +18,10 @@ from fastapi.responses import JSONResponse, Response
 
 from webhook.admission import parse_review
 from webhook.errors import BadReview
+from webhook.input_limits import ORJSON_MAX_DEPTH, exceeds_depth
 from webhook.metrics import MetricsEndpoint, observe_parse
+from webhook.mutation import Mutator
+from webhook.openapi import VALIDATE_OPENAPI
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
 
@@ -53,13 +56,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def decode_json(body: bytes) -> Any:
+def decode_json(body: bytes, max_depth: int = ORJSON_MAX_DEPTH) -> Any:
+    """The parsed body; empty, invalid or too deeply nested JSON is a 400 with the reason."""
     if not body:
         raise BadReview("the body is empty; expected an AdmissionReview JSON document")
+    too_deep = f"the body nests objects/arrays deeper than {max_depth} levels (admission.max_json_depth)"
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise BadReview(f"the body is not valid JSON: {too_deep}") from None
         raise BadReview(f"the body is not valid JSON: {exc}") from None
+    if exceeds_depth(doc, max_depth, body=body):
+        raise BadReview(too_deep)
     return doc
 
 
@@ -68,8 +77,10 @@ def create_app(
     store: PolicyStore | None,
     *,
     max_body_bytes: int,
+    max_json_depth: int = 128,
     lifespan_tasks: Callable[[], AsyncIterator[None]] | None = None,
     metrics: MetricsEndpoint | None = None,
+    mutator: Mutator | None = None,
 ) -> FastAPI:
     """Build the ASGI app; ``lifespan_tasks`` runs background work (reloaders) while serving."""
 
@@ -83,11 +94,11 @@ def create_app(
 
     app = FastAPI(title="deployguard", docs_url=None, redoc_url=None, lifespan=lifespan)
 
-    @app.post("/validate")
+    @app.post("/validate", openapi_extra=VALIDATE_OPENAPI)
     async def validate(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            doc = decode_json(await read_body(request, max_body_bytes))
+            doc = decode_json(await read_body(request, max_body_bytes), max_json_depth)
             review = parse_review(doc)
             observe_parse(time.perf_counter() - started)
         except BadReview as exc:
@@ -95,6 +106,17 @@ def create_app(
             return ORJSONResponse({"error": exc.reason, "decision_id": decision_id}, status_code=exc.status)
         outcome = await reviewer.review(review)
         return ORJSONResponse(outcome.response)
+
+    if mutator is not None:
+
+        @app.post("/mutate")
+        async def mutate(request: Request) -> Response:
+            """Optional (images.mutate_enabled): pins verified tags to tag@digest; never denies."""
+            try:
+                review = parse_review(decode_json(await read_body(request, max_body_bytes), max_json_depth))
+            except BadReview as exc:
+                return ORJSONResponse({"error": exc.reason}, status_code=exc.status)
+            return ORJSONResponse(await mutator.mutate(review))
 
     if metrics is not None:
 
@@ -110,6 +132,10 @@ def create_app(
     @app.get("/readyz")
     async def readyz() -> Response:
         ok, reason = await reviewer.engine.ready()
+        for gatherer in reviewer.gatherers:  # fact sources that must be primed before serving
+            gatherer_ready = getattr(gatherer, "ready", None)
+            if ok and callable(gatherer_ready):
+                ok, reason = gatherer_ready()
         body: dict[str, Any] = {
             "ready": ok,
             "engine": reviewer.engine.name,

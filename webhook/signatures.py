@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +30,7 @@ from cryptography.x509 import Certificate, OtherName, RFC822Name, SubjectAlterna
 
 from webhook.config import SigningAuthority
 from webhook.errors import DeployguardError
+from webhook.identity_patterns import full_match
 from webhook.registry import NotFound, RegistryClient, RegistryError
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -186,12 +186,12 @@ class _IdentityPolicy:
         issuer = _issuer(cert)
         if a.issuer and issuer != a.issuer:
             raise VerificationError(f"OIDC issuer is {issuer}, expected {a.issuer}")
-        if a.issuer_regex and not re.fullmatch(a.issuer_regex, issuer):
+        if a.issuer_regex and not full_match(a.issuer_regex, issuer):
             raise VerificationError(f"OIDC issuer {issuer} does not match {a.issuer_regex}")
         sans = _sans(cert)
         if a.identity and a.identity not in sans:
             raise VerificationError(f"certificate identity is {', '.join(sorted(sans))}, expected {a.identity}")
-        if a.identity_regex and not any(re.fullmatch(a.identity_regex, s) for s in sans):
+        if a.identity_regex and not any(full_match(a.identity_regex, s) for s in sans):
             raise VerificationError(f"certificate identity {', '.join(sorted(sans))} does not match {a.identity_regex}")
 
 

@@ -89,6 +89,9 @@ def generate_certificates(
             .not_valid_after(now + dt.timedelta(days=max(valid_days, 3650)))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            # Key identifiers: every CA is named alike, so a two-CA bundle (CA roll-over) needs
+            # them for OpenSSL clients to pick the right issuer ("certificate signature failure").
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         _write_private(paths.ca_key, _key_pem(ca_key))
@@ -107,6 +110,7 @@ def generate_certificates(
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     # Key first, then certificate: the reloader keys on the certificate's change.

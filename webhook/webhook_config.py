@@ -28,6 +28,8 @@ class WebhookRegistration:
     timeout_seconds: int = 10
     exempt_namespaces: tuple[str, ...] = ("kube-system",)
     include_delete: bool = False
+    # The optional /mutate endpoint (tag -> tag@digest for verified images) instead of /validate.
+    mutating: bool = False
 
 
 def render_webhook_configuration(reg: WebhookRegistration) -> dict[str, Any]:
@@ -42,10 +44,11 @@ def render_webhook_configuration(reg: WebhookRegistration) -> dict[str, Any]:
         client["service"] = {
             "name": reg.service_name,
             "namespace": reg.service_namespace,
-            "path": "/validate",
+            "path": "/mutate" if reg.mutating else "/validate",
             "port": reg.service_port,
         }
-    operations = ["CREATE", "UPDATE"] + (["DELETE"] if reg.include_delete else [])
+    delete = ["DELETE"] if reg.include_delete and not reg.mutating else []
+    operations = ["CREATE", "UPDATE", *delete]
     rules = [
         {
             "apiGroups": [group],
@@ -56,13 +59,14 @@ def render_webhook_configuration(reg: WebhookRegistration) -> dict[str, Any]:
         }
         for group, resources in WORKLOAD_RULES
     ]
+    webhook_extra: dict[str, Any] = {"reinvocationPolicy": "IfNeeded"} if reg.mutating else {}
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
+        "kind": "MutatingWebhookConfiguration" if reg.mutating else "ValidatingWebhookConfiguration",
         "metadata": {"name": reg.name, "labels": {"app.kubernetes.io/name": "deployguard"}},
         "webhooks": [
             {
-                "name": "validate.deployguard.io",
+                "name": "mutate.deployguard.io" if reg.mutating else "validate.deployguard.io",
                 "admissionReviewVersions": ["v1"],
                 "clientConfig": client,
                 "rules": rules,
@@ -80,6 +84,7 @@ def render_webhook_configuration(reg: WebhookRegistration) -> dict[str, Any]:
                         }
                     ]
                 },
+                **webhook_extra,
             }
         ],
     }

@@ -39,6 +39,9 @@ mode(name) := m if {
 	m in {"warn", "dryrun"}
 } else := "enforce"
 
+# Every rule the decision evaluates, with its mode: `deployguard check --explain` reads it.
+rule_modes := {name: mode(name) | some name in _names}
+
 _findings contains {"rule": name, "message": _message(name, v), "fix": _fix_of(v), "mode": mode(name)} if {
 	some name in _names
 	some v in data.deployguard.rules[name].violation

@@ -81,7 +81,9 @@ def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Kubectl, release:
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "ValidatingWebhookConfiguration", "CronJob", "Job", "NetworkPolicy"} <= kinds
 
-    for crd in [d for d in docs if d["kind"] == "CustomResourceDefinition"]:
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 4, "the chart ships the ChangeFreeze/ChangeWindow CRDs (namespaced and cluster)"
+    for crd in crds:
         name = crd["metadata"]["name"]
         waited = kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
         assert waited.ok, waited

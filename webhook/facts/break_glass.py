@@ -1,6 +1,6 @@
 """The ``break_glass`` fact: is there a valid, unused approval for exactly this change?
 
-Verification is webhook/break_glass.py; single use is a ConfigMap per token id in
+Verification is webhook/break_glass.py; single use is a Lease per token id in
 ``break_glass.state_namespace``, created with create-if-absent semantics through the
 Kubernetes API, so a replay is refused by every replica. A dry-run request verifies
 but does not use the token. A valid use is logged at WARNING, loudly.
@@ -20,11 +20,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from webhook.break_glass import BreakGlassError, template_hash, verify
 from webhook.config import BreakGlassSettings
 from webhook.errors import ConfigError
-from webhook.kube_api import AlreadyExists, KubeApi
+from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError
 from webhook.policy_input import Subject
 from webhook.workloads import ChangeType, metadata
 
 log = logging.getLogger("deployguard.break_glass")
+_USED = "deployguard.io/break-glass-"  # annotation prefix on the Lease that records a use
 
 
 def load_public_keys(settings: BreakGlassSettings) -> dict[str, Ed25519PublicKey]:
@@ -107,29 +108,41 @@ class BreakGlassGatherer:
         }
 
     async def _use(self, token_id: str, request_uid: str, what: str) -> None:
-        """Record the token id; a token id recorded by another request is a replay."""
+        """Record the token id as a Lease; a token id recorded by another request is a replay.
+
+        A Lease per token id in ``state_namespace``, created if absent: the API server
+        lets exactly one create win, so every replica sees the same answer. Leases
+        (not ConfigMaps) because the chart grants deployguard exactly those there."""
         if self._kube is None:
             raise BreakGlassError("single use cannot be enforced: deployguard has no Kubernetes API access (kube_api)")
         ns = self._settings.state_namespace
         name = "deployguard-break-glass-" + hashlib.sha256(token_id.encode()).hexdigest()[:20]
         record = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "deployguard"}},
-            "data": {
-                "token-id": token_id,
-                "request-uid": request_uid,
-                "object": what,
-                "used-at": self._clock().isoformat(),
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {"app.kubernetes.io/managed-by": "deployguard"},
+                "annotations": {
+                    _USED + "token-id": token_id,
+                    _USED + "request-uid": request_uid,
+                    _USED + "object": what,
+                    _USED + "used-at": self._clock().isoformat(),
+                },
             },
+            "spec": {"holderIdentity": request_uid},
         }
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
         try:
-            await self._kube.create(f"/api/v1/namespaces/{ns}/configmaps", record)
+            await self._kube.create(path, record)
         except AlreadyExists:
-            existing = await self._kube.get(f"/api/v1/namespaces/{ns}/configmaps/{name}")
-            data = existing.get("data") or {}
-            if data.get("request-uid") != request_uid:  # the API server retrying one request is not a replay
+            existing = await self._kube.get(f"{path}/{name}")
+            data = (existing.get("metadata") or {}).get("annotations") or {}
+            if data.get(_USED + "request-uid") != request_uid:  # the API server retrying one request is not a replay
                 raise BreakGlassError(
-                    f"the token {token_id} was already used at {data.get('used-at', '?')} "
-                    f"for {data.get('object', '?')} (break-glass approvals are single use)"
+                    f"the token {token_id} was already used at {data.get(_USED + 'used-at', '?')} "
+                    f"for {data.get(_USED + 'object', '?')} (break-glass approvals are single use)"
                 ) from None
+        except KubeApiError as exc:
+            raise BreakGlassError(f"single use cannot be recorded, so the token is not accepted: {exc}") from None

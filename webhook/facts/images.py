@@ -23,6 +23,7 @@ from typing import Any
 from webhook.config import ImagePolicy, ImageSettings, SigningAuthority
 from webhook.images import ImageReference, parse_image
 from webhook.policy_input import Subject
+from webhook.pull_secrets import PullSecretCredentials, pull_secret_refs
 from webhook.registry import RegistryClient, RegistryError
 from webhook.signatures import AuthorityResult, SigstoreVerifier, verify_digest
 from webhook.workloads import ChangeType
@@ -107,8 +108,10 @@ class ImageFacts:
         client: RegistryClient | None = None,
         sigstore: SigstoreVerifier | None = None,
         clock: Clock = time.monotonic,
+        pull_secrets: PullSecretCredentials | None = None,
     ) -> None:
         self.settings = settings
+        self.pull_secrets = pull_secrets  # None: docker config credentials only
         self.budget_seconds = budget_seconds
         self.client = client or RegistryClient(settings.registry)
         self.sigstore = sigstore or SigstoreVerifier(settings.trusted_root)
@@ -122,11 +125,17 @@ class ImageFacts:
         if subject.template is None or subject.change is ChangeType.DELETE:
             return {"status": "ok", "by_image": {}}
         images = sorted({c.image for c in subject.template.containers})
-        return {"status": "ok", "by_image": await self.facts_for(images)}
+        client = self.client
+        if self.pull_secrets is not None:
+            refs = pull_secret_refs(subject.request.namespace, subject.template.spec)
+            client = client.with_credentials(await self.pull_secrets.credentials(refs))
+        return {"status": "ok", "by_image": await self.facts_for(images, client)}
 
-    async def facts_for(self, images: list[str]) -> dict[str, Any]:
-        """Facts per image string, every image concurrently, within the budget."""
-        tasks = {image: asyncio.ensure_future(self.image_fact(image)) for image in images}
+    async def facts_for(self, images: list[str], client: RegistryClient | None = None) -> dict[str, Any]:
+        """Facts per image string, every image concurrently, within the budget; ``client``
+        carries the request's pull-secret credentials (default: the shared client)."""
+        client = client or self.client
+        tasks = {image: asyncio.ensure_future(self.image_fact(image, client)) for image in images}
         if not tasks:
             return {}
         done, pending = await asyncio.wait(tasks.values(), timeout=max(self.budget_seconds, 0.0))
@@ -172,8 +181,9 @@ class ImageFacts:
             ],
         }
 
-    async def image_fact(self, image: str) -> dict[str, Any]:
+    async def image_fact(self, image: str, client: RegistryClient | None = None) -> dict[str, Any]:
         """Resolve, check the tag, verify: one image's facts (``status`` unknown on registry errors)."""
+        client = client or self.client
         ref = parse_image(image)
         if not ref.valid:
             fact = self._empty(ref)
@@ -182,42 +192,51 @@ class ImageFacts:
         fact = self._empty(ref)
         try:
             if not ref.digest:
-                fact["resolved_digest"] = fact["digest"] = await self.resolve_tag(ref)
+                fact["resolved_digest"] = fact["digest"] = await self.resolve_tag(ref, client)
             elif ref.tag:
                 try:
-                    fact["tag_digest"] = await self.resolve_tag(ref)
+                    fact["tag_digest"] = await self.resolve_tag(ref, client)
                     fact["tag_moved"] = fact["tag_digest"] != ref.digest
                 except RegistryError as exc:
                     fact["tag_digest"] = ""
                     fact["tag_error"] = _clean(str(exc))
             for policy, entry in zip(matching_policies(ref, self.settings.policies), fact["policies"], strict=True):
                 authorities = tuple(self._authorities[name] for name in policy.authorities)
-                results = await self.verdict(ref, fact["digest"], authorities)
+                results = await self.verdict(ref, fact["digest"], authorities, client)
                 entry["verified"] = [r.authority for r in results if r.verified]
                 entry["results"] = [{**r.as_fact(), "reason": _clean(r.reason)} for r in results]
         except RegistryError as exc:
             return self._unknown(ref, _clean(str(exc)))
         return fact
 
-    async def resolve_tag(self, ref: ImageReference) -> str:
-        key = ("tag", ref.name, ref.tag)
+    async def resolve_tag(self, ref: ImageReference, client: RegistryClient | None = None) -> str:
+        """The digest the tag names now; cached and single-flighted per credentials used."""
+        client = client or self.client
+        key = ("tag", ref.name, ref.tag, client.identity(ref.registry))
         cached = self.tags.get(key)
         if cached is not None:
             return str(cached)
 
         async def call() -> str:
             async with self._limit:
-                digest = await self.client.resolve(ref.registry, ref.repository, ref.tag)
+                digest = await client.resolve(ref.registry, ref.repository, ref.tag)
             self.tags.put(key, digest, self.settings.tag_cache_ttl_seconds)
             return digest
 
         return str(await self.flights.do(key, call))
 
     async def verdict(
-        self, ref: ImageReference, digest: str, authorities: tuple[SigningAuthority, ...]
+        self,
+        ref: ImageReference,
+        digest: str,
+        authorities: tuple[SigningAuthority, ...],
+        client: RegistryClient | None = None,
     ) -> list[AuthorityResult]:
-        """Cached per (repository, digest, authorities); registry failures cached briefly."""
-        key = ("verdict", ref.name, digest, authorities)
+        """Cached per (repository, digest, authorities, credentials); registry failures cached
+        briefly. The credentials are in the key so that a request without a pull secret never
+        gets a verdict that only another namespace's secret could produce."""
+        client = client or self.client
+        key = ("verdict", ref.name, digest, authorities, client.identity(ref.registry))
         cached = self.verdicts.get(key)
         if isinstance(cached, RegistryError):
             raise cached
@@ -228,7 +247,7 @@ class ImageFacts:
             try:
                 async with self._limit:
                     results = await verify_digest(
-                        self.client, ref.registry, ref.repository, digest, authorities, self.sigstore
+                        client, ref.registry, ref.repository, digest, authorities, self.sigstore
                     )
             except RegistryError as exc:
                 self.verdicts.put(key, exc, self.settings.negative_cache_ttl_seconds)

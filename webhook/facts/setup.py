@@ -27,6 +27,13 @@ def build_gatherers(settings: Settings) -> list[FactGatherer]:
 def image_facts(settings: Settings) -> FactGatherer:
     """The images gatherer, with a budget that ends before the facts' share of the deadline."""
     from webhook.facts.images import ImageFacts
+    from webhook.kube_api import make_kube_api
+    from webhook.pull_secrets import PullSecretCredentials
 
     deadline = settings.admission.deadline_seconds
-    return ImageFacts(settings.images, budget_seconds=max(deadline - min(1.0, deadline / 4) - 0.25, 0.1))
+    kube = make_kube_api(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
+    pull_secrets = None
+    if settings.images.pull_secrets and kube is not None:
+        pull_secrets = PullSecretCredentials(kube, ttl_seconds=settings.images.pull_secret_cache_ttl_seconds)
+    budget = max(deadline - min(1.0, deadline / 4) - 0.25, 0.1)
+    return ImageFacts(settings.images, budget_seconds=budget, pull_secrets=pull_secrets)

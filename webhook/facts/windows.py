@@ -1,8 +1,8 @@
 """The ``windows`` fact: which freezes and windows stop this change now, and when it could go.
 
 Times are computed here (Rego only judges) at minute resolution, so the decision memo
-stays correct, and shown in the workload's zone (annotation ``deployguard.io/timezone``
-on the workload or its pod template, else ``windows.default_zone``).
+stays correct, and shown in the workload's zone (annotation ``deployguard.io/time-zone``
+on the workload or its pod template, else ``change.default_time_zone``).
 """
 
 from __future__ import annotations
@@ -116,6 +116,36 @@ class WindowsGatherer:
         self._zone_key = zone_key
         self._clock = clock
 
+    def start(self) -> None:
+        """Start the sources that watch (the Kubernetes calendar); called by the server's lifespan."""
+        for source in self._sources:
+            start = getattr(source, "start", None)
+            if callable(start):
+                start()
+
+    def stop(self) -> None:
+        """Stop the watches started by ``start``."""
+        for source in self._sources:
+            stop = getattr(source, "stop", None)
+            if callable(stop):
+                stop()
+
+    def ready(self) -> tuple[bool, str]:
+        """Unready until each watched source had its first list: serving before that would
+        admit changes that a freeze declared in the cluster blocks."""
+        for source in self._sources:
+            listed = getattr(source, "listed", None)
+            if callable(listed) and not listed():
+                return False, "change calendar: ChangeFreeze/ChangeWindow objects not listed yet"
+        return True, ""
+
+    def prime(self) -> None:
+        """List the watched sources once, synchronously: for one-shot commands (check) that never serve."""
+        for source in self._sources:
+            list_once = getattr(source, "list_once", None)
+            if callable(list_once):
+                list_once()
+
     async def gather(self, subject: Subject) -> dict[str, Any]:
         meta = metadata(subject.request.subject)
         labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
@@ -139,8 +169,10 @@ def problems_of(snapshot: Snapshot, namespace: str | None) -> list[Problem]:
     return [p for p in snapshot.problems if namespace is None or p.namespace in ("", namespace)]
 
 
-def build_windows_gatherer(settings: Settings, *, watch: bool = True) -> WindowsGatherer:
-    """Data files (plus change-windows.yaml in the policy directory) and, if enabled, the cluster's objects."""
+def build_windows_gatherer(settings: Settings, *, watch: bool = False) -> WindowsGatherer:
+    """Data files (plus change-windows.yaml in the policy directory) and, if enabled, the cluster's objects.
+
+    The Kubernetes watch starts with ``watch`` or later with ``start()`` (the server's lifespan)."""
     from webhook.calendar_sources import FileSource
     from webhook.policy_bundle import default_policy_dir
 

@@ -39,6 +39,13 @@ test_freeze_denies_a_rollout_with_name_reason_owner_and_reopening if {
 	}]
 }
 
+test_freeze_fix_names_the_break_glass_command_for_this_template if {
+	windows := _cft_windows([_cft_freeze], true, _cft_opens)
+	inp := object.union(_cft_input("rollout", windows), {"facts": {"windows": windows, "break_glass": {"present": false, "valid": false, "template_hash": "sha256:abc", "error": "not used"}}})
+	d := fixtures.decide(data.deployguard.config) with input as inp
+	[f.fix | some f in d.deny; f.rule == "change_freeze"] == ["wait until then, or ask the freeze's owner; rollbacks and scaling still pass, and an emergency change needs a break-glass approval: deployguard break-glass sign --namespace shop --kind Deployment --name web --template-hash sha256:abc --reason ... --ticket ..."]
+}
+
 test_freeze_allows_scale_and_rollback if {
 	every change_type in ["scale", "rollback", "replica", "metadata-only", "delete"] {
 		_cft_deny(change_type, _cft_windows([_cft_freeze], true, _cft_opens)) == []

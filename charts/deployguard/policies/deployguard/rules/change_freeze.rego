@@ -59,7 +59,11 @@ _freeze_opens := concat("", ["deploys open again at ", _freeze_text(input.facts.
 	input.facts.windows.opens_at_text != ""
 } else := "no reopening time is known (a freeze without an end lifts when it is deleted)"
 
-_freeze_fix := "wait until then, or ask the freeze's owner; rollbacks and scaling still pass, and an emergency change needs a break-glass approval"
+# With the break-glass fact, the fix names the exact command an approver runs (the template
+# hash is the one deployguard computed from the object the API server sent).
+_freeze_fix := sprintf("wait until then, or ask the freeze's owner; rollbacks and scaling still pass, and an emergency change needs a break-glass approval: deployguard break-glass sign --namespace %s --kind %s --name %s --template-hash %s --reason ... --ticket ...", [input.request.namespace, input.request.kind, input.request.name, input.facts.break_glass.template_hash]) if {
+	is_string(input.facts.break_glass.template_hash)
+} else := "wait until then, or ask the freeze's owner; rollbacks and scaling still pass, and an emergency change needs a break-glass approval"
 
 # A user-written string, shown only when it is printable ASCII (see lib.quoted).
 _freeze_text(s) := s if lib.printable(s)

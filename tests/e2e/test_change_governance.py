@@ -1,0 +1,350 @@
+"""Change governance through the real control plane: freezes, rollbacks and break-glass.
+
+A second deployguard watches ChangeFreeze objects (windows.watch_kubernetes), reads
+rollout history and records used break-glass tokens through the API server
+(kube_api.kubeconfig) and trusts one approver key made by ``deployguard break-glass
+keygen``. It is registered instead of the session's deployguard for this module and the
+session's registration is put back afterwards. The CRDs come from the chart
+(charts/deployguard/crds). kube-controller-manager makes the ReplicaSets that carry a
+Deployment's history, so ``kubectl rollout undo`` really is a rollback.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from tests.controlplane import WEBHOOK_NAMESPACE, DeployguardServer, Kubectl, KubectlResult, LocalControlPlane
+from tests.factories import workload
+
+pytestmark = pytest.mark.e2e
+
+CRDS = Path(__file__).resolve().parents[2] / "charts" / "deployguard" / "crds"
+V1, V2, V3 = (f"nginx@sha256:{c * 64}" for c in "123")
+BREAK_GLASS = "deployguard.io/break-glass"
+
+
+def _until(check: Callable[[], KubectlResult | None], what: str, timeout: float = 30) -> KubectlResult:
+    """Poll ``check`` until it returns a result (the watch and the controllers are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def approver(control_plane: LocalControlPlane, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An approver key pair made by ``deployguard break-glass keygen``: (private, public)."""
+    keys = tmp_path_factory.mktemp("approver")
+    private, public = keys / "oncall.key", keys / "oncall.pub"
+    argv = [
+        *control_plane.tools.deployguard,
+        "break-glass",
+        "keygen",
+        "--private",
+        str(private),
+        "--public",
+        str(public),
+    ]
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def governed(
+    control_plane: LocalControlPlane, approver: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployguardServer]:
+    """deployguard with the Kubernetes calendar, rollback detection and break-glass, registered."""
+    kubectl = control_plane.kubectl
+    applied = kubectl("apply", "-f", str(CRDS))
+    assert applied.ok, applied
+    established = kubectl("wait", "--for", "condition=established", "--timeout=60s", "-f", str(CRDS))
+    assert established.ok, established
+    work = tmp_path_factory.mktemp("governed")
+    extra = {
+        "windows": {"watch_kubernetes": True, "resync_seconds": 30, "stale_after_seconds": 20},
+        "break_glass": {"public_keys": {"oncall": str(approver[1])}},
+    }
+    server = DeployguardServer(control_plane.tools.deployguard, work, work / "logs", name="deployguard-governed",
+                               kubeconfig=control_plane.kubeconfig, extra_config=extra)  # fmt: skip
+    server.start()
+    try:
+        server.wait_ready()
+        control_plane.register(server, failure_policy="Fail")
+        control_plane.wait_for_probe(
+            lambda r: r.denied_by_deployguard and any(rec.get("dry_run") for rec in server.decisions()),
+            "the governed deployguard answering the API server",
+        )
+        yield server
+    finally:
+        server.stop()
+        control_plane.register(control_plane.deployguard, failure_policy=control_plane.failure_policy)
+        control_plane.wait_until_enforced()
+
+
+def freeze(namespace: str, name: str = "incident-42", **spec: Any) -> dict[str, Any]:
+    """A ChangeFreeze in force from an hour ago for ``hours`` more hours, in Europe/Berlin."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    body = {
+        "reason": "payment outage",
+        "declaredBy": "sre-oncall",
+        "ticket": "INC-42",
+        "timeZone": "Europe/Berlin",
+        "start": (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+        "end": (now + timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+        **spec,
+    }
+    return {
+        "apiVersion": "deployguard.io/v1alpha1",
+        "kind": "ChangeFreeze",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def deployment(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    result = kubectl("get", "deployment", "web", "-n", namespace, "-o", "json")
+    assert result.ok, result
+    obj: dict[str, Any] = json.loads(result.stdout)
+    return obj
+
+
+def replica_set_images(kubectl: Kubectl, namespace: str) -> set[str]:
+    result = kubectl("get", "replicasets", "-n", namespace, "-o", "json")
+    assert result.ok, result
+    return {rs["spec"]["template"]["spec"]["containers"][0]["image"] for rs in json.loads(result.stdout)["items"]}
+
+
+def rolled_out(kubectl: Kubectl, namespace: str, *images: str) -> None:
+    """Wait until kube-controller-manager made a ReplicaSet for each image (the rollout history)."""
+    _until(
+        lambda: (
+            kubectl("get", "rs", "-n", namespace) if set(images) <= replica_set_images(kubectl, namespace) else None
+        ),
+        f"ReplicaSets for {images} in {namespace}",
+    )
+
+
+def freeze_in_force(kubectl: Kubectl, namespace: str, manifest: dict[str, Any]) -> KubectlResult:
+    """Apply the freeze and wait until the webhook's watch has it (a dry-run rollout is denied by it)."""
+    return freeze_in_force_for(kubectl, namespace, manifest, "deployment/web")
+
+
+def freeze_in_force_for(kubectl: Kubectl, namespace: str, manifest: dict[str, Any], target: str) -> KubectlResult:
+    applied = kubectl.apply(manifest)
+    assert applied.ok, applied
+    name = manifest["metadata"]["name"]
+
+    def denied_by_it() -> KubectlResult | None:
+        result = kubectl("set", "image", target, f"web={V3}", "-n", namespace, "--dry-run=server")
+        return result if result.denied_by_deployguard and f"ChangeFreeze {namespace}/{name}" in result.stderr else None
+
+    return _until(denied_by_it, f"deployguard to see ChangeFreeze {namespace}/{name}")
+
+
+def deployed(kubectl: Kubectl, namespace: str, *history: str, zone: str = "") -> None:
+    """A Deployment ``web`` created at history[0] and rolled out through the rest, before any freeze."""
+    obj = workload("Deployment", history[0], namespace=namespace)
+    if zone:  # the team's zone: deny messages show times in it
+        obj["metadata"]["annotations"] = {"deployguard.io/time-zone": zone}
+    created = kubectl.apply(obj)
+    assert created.ok, created
+    for image in history[1:]:
+        rolled = kubectl("set", "image", "deployment/web", f"web={image}", "-n", namespace)
+        assert rolled.ok, rolled
+    rolled_out(kubectl, namespace, *history)
+
+
+def test_a_freeze_denies_a_rollout_with_its_name_and_reopening_time_but_scale_and_undo_pass(
+    kubectl: Kubectl, governed: DeployguardServer, control_plane: LocalControlPlane, namespace: str
+) -> None:
+    deployed(kubectl, namespace, V1, V2, zone="America/New_York")
+    manifest = freeze(namespace)
+    freeze_in_force(kubectl, namespace, manifest)
+    end = datetime.fromisoformat(manifest["spec"]["end"]).astimezone(ZoneInfo("America/New_York"))
+
+    denied = kubectl("set", "image", "deployment/web", f"web={V3}", "-n", namespace)
+
+    assert denied.denied_by_deployguard, denied
+    for text in (
+        "[change_freeze]",
+        f"Deployment {namespace}/web: rollout blocked by ChangeFreeze {namespace}/incident-42 (payment outage)",
+        "declared by sre-oncall (ticket INC-42)",
+        f"deploys open again at {end:%Y-%m-%d %H:%M} {end.tzname()} (America/New_York)",  # the workload's zone
+        f"break-glass sign --namespace {namespace} --kind Deployment --name web --template-hash sha256:",
+    ):
+        assert text in denied.stderr, f"missing {text!r} in:\n{denied.stderr}"
+    assert deployment(kubectl, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == V2
+    # What the people involved see: `deployguard windows status` reads the same objects from the cluster.
+    argv = [*control_plane.tools.deployguard, "windows", "status", "--kubeconfig", str(control_plane.kubeconfig)]
+    argv += ["--namespace", namespace, "--zone", "America/New_York", "--output", "json"]
+    shown = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["rollouts_blocked"] is True and status["opens_at"]["America/New_York"] == end.isoformat(
+        "T", "minutes"
+    )
+    assert [(e["name"], e["in_force"]) for e in status["entries"]] == [("incident-42", True)], status
+
+    scaled = kubectl("scale", "deployment/web", "--replicas=3", "-n", namespace)
+    assert scaled.ok, scaled
+    patched = kubectl("patch", "deployment/web", "-n", namespace, "--type=merge", "-p", '{"spec":{"replicas":4}}')
+    assert patched.ok, patched  # a replicas change of the Deployment itself is sent to deployguard: a scale
+
+    undone = kubectl("rollout", "undo", "deployment/web", "-n", namespace)
+
+    assert undone.ok, undone
+    assert deployment(kubectl, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == V1
+    records = [r for r in governed.decisions() if r.get("namespace") == namespace and r.get("kind") == "Deployment"]
+    assert any(r.get("change_type") == "rollback" and r["allowed"] for r in records), records
+    assert any(r.get("change_type") == "scale" and r["allowed"] for r in records), records
+
+
+def test_a_break_glass_token_admits_the_frozen_rollout_once_and_a_replay_is_denied(
+    kubectl: Kubectl, governed: DeployguardServer, control_plane: LocalControlPlane,
+    approver: tuple[Path, Path], namespace: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    deployed(kubectl, namespace, V1)
+    freeze_in_force(kubectl, namespace, freeze(namespace))
+    denied = kubectl("set", "image", "deployment/web", f"web={V2}", "-n", namespace)
+    assert denied.denied_by_deployguard, denied
+    hashes = re.findall(r"--template-hash (sha256:[0-9a-f]{64})", denied.stderr)
+    assert hashes, denied
+    # The approver signs the change as it will reach the API server: the live object, new image.
+    live = deployment(kubectl, namespace)
+    live.pop("status", None)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = V2
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(yaml.safe_dump(live))
+    argv = [*control_plane.tools.deployguard, "break-glass", "sign", "--key", str(approver[0]), "--key-id", "oncall"]
+    argv += ["--file", str(manifest), "--reason", "hotfix for the outage", "--ticket", "INC-42", "--ttl", "30m"]
+    signed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert signed.returncode == 0, signed.stderr
+    token = signed.stdout.strip()
+    assert f"(template {hashes[0]})" in signed.stderr, "the CLI hashes the manifest as the webhook hashes the request"
+    live["metadata"].setdefault("annotations", {})[BREAK_GLASS] = token
+    manifest.write_text(yaml.safe_dump(live))
+
+    admitted = kubectl("replace", "-f", str(manifest))
+
+    assert admitted.ok, admitted
+    assert "Warning: [break_glass_notice] BREAK-GLASS:" in admitted.stderr, admitted
+    assert 'ticket "INC-42"' in admitted.stderr and 'approved by "oncall"' in admitted.stderr, admitted
+    rolled_out(kubectl, namespace, V2)  # the controller's ReplicaSet and Pods pass too
+    token_id = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["jti"]
+    leases = kubectl("get", "leases", "-n", WEBHOOK_NAMESPACE, "-o", "json")
+    assert leases.ok, leases
+    used = [
+        lease["metadata"]["annotations"]
+        for lease in json.loads(leases.stdout)["items"]
+        if (lease["metadata"].get("annotations") or {}).get("deployguard.io/break-glass-token-id") == token_id
+    ]
+    assert [u["deployguard.io/break-glass-object"] for u in used] == [f"Deployment {namespace}/web"], (
+        "recorded via the API"
+    )
+
+    # Replay: the same approval on the same object and template, once more (deleted and created again).
+    deleted = kubectl("delete", "deployment", "web", "-n", namespace, "--wait=true")
+    assert deleted.ok, deleted
+    keep = ("name", "namespace", "labels", "annotations")
+    again = dict(live, metadata={k: v for k, v in live["metadata"].items() if k in keep})
+    replayed = kubectl.apply(again)
+
+    assert replayed.denied_by_deployguard, replayed
+    assert "[break_glass]" in replayed.stderr and "already used" in replayed.stderr, replayed
+    assert "single use" in replayed.stderr, replayed
+
+
+def test_a_garbage_break_glass_token_is_denied_with_the_reason(
+    kubectl: Kubectl, governed: DeployguardServer, namespace: str
+) -> None:
+    deployed(kubectl, namespace, V1)
+    freeze_in_force(kubectl, namespace, freeze(namespace))
+
+    result = kubectl("annotate", "deployment/web", "-n", namespace, f"{BREAK_GLASS}=garbage", "--dry-run=server")
+    assert result.ok, result  # an annotation alone is metadata-only: no rollout to guard
+    patch = {"metadata": {"annotations": {BREAK_GLASS: "not-a-token"}},
+             "spec": {"template": {"spec": {"containers": [{"name": "web", "image": V2}]}}}}  # fmt: skip
+    denied = kubectl("patch", "deployment/web", "-n", namespace, "--type=strategic", "-p", json.dumps(patch))
+
+    assert denied.denied_by_deployguard, denied
+    assert "[break_glass] the break-glass approval on" in denied.stderr, denied
+    assert "not a compact JWS" in denied.stderr, denied
+
+
+def test_a_malformed_freeze_is_refused_by_the_crd_schema(kubectl: Kubectl, governed: DeployguardServer,
+                                                        namespace: str) -> None:  # fmt: skip
+    no_reason = freeze(namespace, name="no-reason")
+    del no_reason["spec"]["reason"]
+    bad_clock = freeze(namespace, name="bad-clock", weekly=[{"days": ["Mon"], "from": "25:00", "to": "26:00"}])
+
+    refused = kubectl.apply(no_reason)
+    refused_clock = kubectl.apply(bad_clock)
+
+    assert not refused.ok and "spec.reason: Required value" in refused.stderr, refused
+    assert not refused_clock.ok and "spec.weekly[0].from" in refused_clock.stderr, refused_clock
+
+
+def test_a_freeze_the_schema_admits_but_deployguard_cannot_use_is_reported_on_the_next_rollout(
+    kubectl: Kubectl, governed: DeployguardServer, namespace: str
+) -> None:
+    deployed(kubectl, namespace, V1)
+    broken = freeze(namespace, name="nowhere", timeZone="Mars/Olympus_Mons")
+    applied = kubectl.apply(broken)
+    assert applied.ok, applied
+
+    def reported() -> KubectlResult | None:
+        result = kubectl("set", "image", "deployment/web", f"web={V2}", "-n", namespace, "--dry-run=server")
+        return result if "nowhere" in result.stderr else None
+
+    warned = _until(
+        reported,
+        "deployguard to report the unusable ChangeFreeze",
+    )
+
+    assert warned.ok, warned  # it freezes nothing (it cannot be evaluated), and says so
+    assert "Warning: [change_calendar] change calendar:" in warned.stderr, warned
+    assert "Mars/Olympus_Mons" in warned.stderr, warned
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+def test_rollout_undo_of_a_statefulset_or_daemonset_is_a_rollback_that_passes_a_freeze(
+    kubectl: Kubectl, governed: DeployguardServer, namespace: str, kind: str
+) -> None:
+    obj = workload(kind, V1, namespace=namespace)
+    if kind == "StatefulSet":
+        obj["spec"]["serviceName"] = "web"
+    created = kubectl.apply(obj)
+    assert created.ok, created
+    rolled = kubectl("set", "image", f"{kind.lower()}/web", f"web={V2}", "-n", namespace)
+    assert rolled.ok, rolled
+    _until(
+        lambda: r if len(json.loads((r := kubectl("get", "controllerrevisions", "-n", namespace, "-o", "json"))
+                                    .stdout)["items"]) >= 2 else None,
+        f"two ControllerRevisions of the {kind}",
+    )  # fmt: skip
+    freeze_in_force_for(kubectl, namespace, freeze(namespace), f"{kind.lower()}/web")
+
+    denied = kubectl("set", "image", f"{kind.lower()}/web", f"web={V3}", "-n", namespace)
+    undone = kubectl("rollout", "undo", f"{kind.lower()}/web", "-n", namespace)
+
+    assert denied.denied_by_deployguard and "[change_freeze]" in denied.stderr, denied
+    assert undone.ok, undone
+    records = [r for r in governed.decisions() if r.get("namespace") == namespace and r.get("kind") == kind]
+    assert any(r.get("change_type") == "rollback" and r["allowed"] for r in records), records

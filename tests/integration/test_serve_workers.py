@@ -1,0 +1,125 @@
+"""`deployguard serve --workers 2`: two real processes on one port, metrics from both, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, REPO
+from tests.processes import Process, free_port, http_ok
+
+pytestmark = pytest.mark.integration
+
+REQUESTS = 30
+
+
+class Workers:
+    def __init__(self, process: Process, port: int, workdir: Path) -> None:
+        self.process, self.port, self.workdir = process, port, workdir
+        self.ca = workdir / "certs/dev/ca.crt"
+        self.base = f"https://127.0.0.1:{port}"
+
+    def request(self, path: str, body: bytes | None = None) -> bytes:
+        """One request on a fresh connection, so the kernel picks a worker each time."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        req = urllib.request.Request(f"{self.base}{path}", data=body, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10, context=context) as response:
+            return bytes(response.read())
+
+    def children(self) -> list[int]:
+        """The worker processes (multiprocessing also starts a resource tracker: not a worker)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(pid) for pid in path.read_text().split()] if path.exists() else []
+        return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    workdir = tmp_path_factory.mktemp("workers")
+    (workdir / "metrics").mkdir()  # prometheus-client wants the directory to exist, as in a pod's emptyDir
+    port = free_port()
+    deployguard = Path(sys.executable).parent / "deployguard"
+    process = Process(
+        "deployguard-workers",
+        [
+            str(deployguard),
+            "serve",
+            "--dev-certs",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--cert",
+            str(workdir / "certs/dev/tls.crt"),
+            "--key",
+            str(workdir / "certs/dev/tls.key"),
+            "--policies",
+            str(REPO / "policies"),
+            "--decision-log",
+            str(workdir / "decisions.jsonl"),
+        ],
+        workdir,
+        env={"PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics")},
+    )
+    served = Workers(process, port, workdir)
+    try:
+        process.wait_until(
+            lambda: served.ca.exists() and http_ok(f"{served.base}/readyz", cafile=served.ca), 90, "ready"
+        )
+        # both workers bind on their own; wait until the second has joined the port as well
+        process.wait_until(lambda: len(served.children()) >= 2, 30, "running two workers")
+        yield served
+    finally:
+        process.stop()
+
+
+def _revision_pids(metrics: str) -> set[str]:
+    return set(re.findall(r'deployguard_policy_revision_info\{[^}]*pid="(\d+)"[^}]*\} 1\.0', metrics))
+
+
+def test_two_workers_answer_and_metrics_aggregate(workers: Workers) -> None:
+    body = (EXAMPLES / "admission-review.json").read_bytes()
+    for _ in range(REQUESTS):
+        review = json.loads(workers.request("/validate", body))
+        assert review["response"]["allowed"] is False
+    # Every scrape refreshes the revision gauge in the worker that serves it (one series per pid);
+    # until both have served a scrape, keep scraping on new connections.
+    seen: set[str] = set()
+    metrics = ""
+    for _ in range(40):
+        metrics = workers.request("/metrics").decode()
+        seen |= _revision_pids(metrics)
+        if len(seen) >= 2:
+            break
+    assert len(seen) == 2, f"only worker(s) {seen} ever answered a scrape"
+    assert seen <= {str(pid) for pid in workers.children()}
+    # a scrape answered by one worker holds the other's series too: aggregated across processes
+    assert _revision_pids(metrics) == seen
+    answered = re.findall(r'deployguard_admission_requests_total\{[^}]*kind="Deployment"[^}]*\} ([\d.]+)', metrics)
+    assert sum(float(v) for v in answered) == REQUESTS
+    lines = (workers.workdir / "decisions.jsonl").read_text().splitlines()
+    assert len(lines) == REQUESTS and all(json.loads(line)["decision_id"] for line in lines)
+
+
+def test_sigterm_stops_every_worker(workers: Workers) -> None:
+    children = workers.children()
+    assert len(children) == 2
+    os.kill(workers.process.pid, signal.SIGTERM)
+    workers.process.proc.wait(30)
+    assert workers.process.proc.returncode == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]

@@ -1,0 +1,134 @@
+"""TLS of a real `deployguard serve`: the TLS 1.2 floor, and client certificates (mTLS).
+
+The server refusing TLS 1.1 is told apart from a client that cannot speak it: the
+client offers TLS 1.1 (OpenSSL security level 0) and the server ends the handshake,
+while the same client capped at TLS 1.2 gets through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import ssl
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.conftest import REPO
+from tests.processes import Process, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _issue(directory: Path, name: str, *, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None) -> tuple[
+        x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A CA (``ca`` None) or a client certificate it signs, written as NAME.crt / NAME.key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    builder = (x509.CertificateBuilder().subject_name(subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+               .not_valid_after(now + dt.timedelta(days=1)))
+    if ca is None:
+        cert = (builder.issuer_name(subject).add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .sign(key, hashes.SHA256()))
+    else:
+        cert = (builder.issuer_name(ca[0].subject)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(ca[1], hashes.SHA256()))
+    (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                              serialization.PrivateFormat.PKCS8,
+                                                              serialization.NoEncryption()))
+    return cert, key
+
+
+class Served:
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port, self.workdir = port, workdir
+        self.ca = workdir / "certs/dev/ca.crt"
+
+    def context(self, client: str | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if client:
+            context.load_cert_chain(self.workdir / f"{client}.crt", self.workdir / f"{client}.key")
+        return context
+
+    def get(self, path: str, context: ssl.SSLContext) -> int:
+        conn = http.client.HTTPSConnection("localhost", self.port, context=context, timeout=10)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    workdir = tmp_path_factory.mktemp("mtls")
+    client_ca = _issue(workdir, "client-ca", ca=None)
+    _issue(workdir, "apiserver", ca=client_ca)
+    _issue(workdir, "intruder", ca=_issue(workdir, "other-ca", ca=None))
+    config = workdir / "config.yaml"
+    config.write_text(f"server:\n  client_ca_file: {workdir / 'client-ca.crt'}\n")
+    port = free_port()
+    deployguard = Path(sys.executable).parent / "deployguard"
+    process = Process(
+        "deployguard", [str(deployguard), "serve", "--dev-certs", "--port", str(port), "--host", "127.0.0.1",
+                        "--config", str(config), "--cert", str(workdir / "certs/dev/tls.crt"),
+                        "--key", str(workdir / "certs/dev/tls.key"), "--policies", str(REPO / "policies")],
+        workdir, env={"PYTHONUNBUFFERED": "1"},
+    )
+    served = Served(port, workdir)
+    try:
+        process.wait_until(lambda: served.ca.exists() and served.get("/readyz", served.context("apiserver")) == 200,
+                           60, "ready")
+        yield served
+    finally:
+        process.stop()
+
+
+def test_a_client_certificate_from_the_configured_ca_is_served(served: Served) -> None:
+    assert served.get("/healthz", served.context("apiserver")) == 200
+
+
+def test_no_client_certificate_is_refused(served: Served) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError)) as refused:
+        served.get("/healthz", served.context())
+    assert "CERTIFICATE_REQUIRED" in str(refused.value).upper() or isinstance(refused.value, ConnectionError)
+
+
+def test_a_client_certificate_from_another_ca_is_refused(served: Served) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError)) as refused:
+        served.get("/healthz", served.context("intruder"))
+    assert "UNKNOWN_CA" in str(refused.value).upper() or isinstance(refused.value, ConnectionError)
+
+
+def _client_up_to(served: Served, version: ssl.TLSVersion) -> ssl.SSLContext:
+    context = served.context("apiserver")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.0/1.1 at all
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = version
+    return context
+
+
+def test_tls_1_1_is_refused_by_the_server(served: Served) -> None:
+    with pytest.raises(ssl.SSLError) as refused:
+        served.get("/healthz", _client_up_to(served, ssl.TLSVersion.TLSv1_1))
+    # The server's alert, or (uvicorn/asyncio) the server closing the handshake; not the
+    # client failing on its own (that would be NO_PROTOCOLS_AVAILABLE, before any byte is sent).
+    assert refused.value.reason in ("TLSV1_ALERT_PROTOCOL_VERSION", "UNEXPECTED_EOF_WHILE_READING"), refused.value
+
+
+def test_the_same_client_at_tls_1_2_gets_through(served: Served) -> None:
+    assert served.get("/healthz", _client_up_to(served, ssl.TLSVersion.TLSv1_2)) == 200

@@ -1,0 +1,154 @@
+"""The optional /mutate endpoint: which images are pinned to tag@digest, the JSONPatch, the route.
+
+The images gatherer is faked at our own interface (FactGatherer); the real registry and
+API server path is tests/e2e/test_mutate_digest.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.factories import admission_review, workload
+from webhook.admission import parse_review
+from webhook.config import ImageSettings, Settings
+from webhook.mutation import Mutator, build_mutator, digest_patch, verified_digest
+from webhook.policy_input import Subject
+from webhook.reviewer import Reviewer
+from webhook.server import create_app
+from webhook.webhook_config import WebhookRegistration, render_webhook_configuration
+from webhook.workloads import WorkloadKinds
+
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+
+
+def fact(digest: str = D1, *, verified: tuple[str, ...] = ("k",), threshold: int = 1, status: str = "ok") -> Any:
+    policy = {"name": "p", "mode": "enforce", "threshold": threshold, "authorities": ["k", "j"],
+              "verified": list(verified), "results": []}  # fmt: skip
+    return {"status": status, "resolved_digest": digest, "policies": [policy]}
+
+
+class FakeImages:
+    """FactGatherer ``images`` answering from a table; counts calls."""
+
+    name = "images"
+
+    def __init__(self, by_image: dict[str, Any], fail: bool = False) -> None:
+        self.by_image, self.fail, self.calls = by_image, fail, 0
+
+    async def gather(self, subject: Subject) -> Any:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("registry down")
+        return {"status": "ok", "by_image": self.by_image}
+
+
+def apply_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Enough of RFC 6902 (test, replace) to check what the API server will do with the patch."""
+    out = copy.deepcopy(doc)
+    for op in ops:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        node: Any = out
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = int(last) if isinstance(node, list) else last
+        if op["op"] == "test":
+            assert node[key] == op["value"], op
+        else:
+            node[key] = op["value"]
+    return out
+
+
+def test_only_verified_tag_only_references_are_pinned() -> None:
+    assert verified_digest("reg.example/app:1.0", fact()) == D1
+    assert verified_digest("reg.example/app", fact()) == D1  # implicit :latest, verified digest
+    assert verified_digest(f"reg.example/app:1.0@{D2}", fact()) == ""  # already pinned
+    assert verified_digest("reg.example/app:1.0", fact(verified=())) == ""  # not signed
+    assert verified_digest("reg.example/app:1.0", fact(verified=("k",), threshold=2)) == ""  # 1 of 2
+    assert verified_digest("reg.example/app:1.0", fact(status="unknown")) == ""
+    assert verified_digest("reg.example/app:1.0", {**fact(), "policies": []}) == ""  # no policy: nothing verified
+    assert verified_digest("reg.example/app:1.0", {**fact(), "resolved_digest": ""}) == ""
+    assert verified_digest("reg.example/app:1.0", None) == ""
+    assert verified_digest("Not A Ref", fact()) == ""
+
+
+def test_patch_paths_per_kind_and_container_list() -> None:
+    spec = {
+        "initContainers": [{"name": "init", "image": "reg.example/init:1"}],
+        "containers": [{"name": "web", "image": "reg.example/web:1"}, {"name": "side", "image": "reg.example/x:1"}],
+    }
+    facts = {"reg.example/init:1": fact(D1), "reg.example/web:1": fact(D2), "reg.example/x:1": fact(verified=())}
+    ops = digest_patch(("spec", "template"), spec, facts)
+    assert ops == [
+        {"op": "test", "path": "/spec/template/spec/initContainers/0/image", "value": "reg.example/init:1"},
+        {"op": "replace", "path": "/spec/template/spec/initContainers/0/image", "value": f"reg.example/init:1@{D1}"},
+        {"op": "test", "path": "/spec/template/spec/containers/0/image", "value": "reg.example/web:1"},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": f"reg.example/web:1@{D2}"},
+    ]
+    pod = digest_patch((), spec, facts)
+    assert pod[1]["path"] == "/spec/initContainers/0/image"
+    cron = digest_patch(("spec", "jobTemplate", "spec", "template"), spec, facts)
+    assert cron[1]["path"] == "/spec/jobTemplate/spec/template/spec/initContainers/0/image"
+
+
+async def test_mutator_answers_with_a_base64_json_patch_and_always_allows() -> None:
+    obj = workload("Deployment", "reg.example/web:1", f"reg.example/db@{D2}", "reg.example/unsigned:2")
+    images = FakeImages({"reg.example/web:1": fact(D1), "reg.example/unsigned:2": fact(verified=())})
+    mutator = Mutator(images, WorkloadKinds.with_custom())
+    answer = (await mutator.mutate(parse_review(admission_review(obj, uid="u-1"))))["response"]
+    assert answer["uid"] == "u-1" and answer["allowed"] is True and answer["patchType"] == "JSONPatch"
+    patched = apply_patch(obj, json.loads(base64.b64decode(answer["patch"])))
+    images_after = [c["image"] for c in patched["spec"]["template"]["spec"]["containers"]]
+    assert images_after == [f"reg.example/web:1@{D1}", f"reg.example/db@{D2}", "reg.example/unsigned:2"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "images"),
+    [
+        (admission_review(workload("Deployment", "reg.example/web:1")), FakeImages({}, fail=True)),  # facts failed
+        (
+            admission_review(None, operation="DELETE", old=workload("Deployment", "reg.example/web:1")),
+            FakeImages({"reg.example/web:1": fact()}),
+        ),
+        (
+            admission_review(workload("Deployment", "reg.example/web:1"), kind="Widget"),
+            FakeImages({"reg.example/web:1": fact()}),
+        ),
+    ],
+)
+async def test_no_patch_when_facts_fail_on_delete_or_unknown_kinds(doc: dict[str, Any], images: FakeImages) -> None:
+    answer = (await Mutator(images, WorkloadKinds.with_custom()).mutate(parse_review(doc)))["response"]
+    assert answer["allowed"] is True and "patch" not in answer and "patchType" not in answer
+
+
+def test_mutate_route_only_when_enabled(reviewer: Reviewer) -> None:
+    images = FakeImages({"reg.example/web:1": fact(D1)})
+    settings = Settings(images=ImageSettings(enabled=True, mutate_enabled=True))
+    mutator = build_mutator(settings, [images])
+    assert mutator is not None
+    assert build_mutator(Settings(images=ImageSettings(enabled=True)), [images]) is None  # off by default
+    client = TestClient(create_app(reviewer, None, max_body_bytes=64 * 1024, mutator=mutator))
+    answer = client.post("/mutate", json=admission_review(workload("Deployment", "reg.example/web:1")))
+    assert answer.status_code == 200 and answer.json()["response"]["patchType"] == "JSONPatch"
+    assert client.post("/mutate", content=b"nope").status_code == 400
+    plain = TestClient(create_app(reviewer, None, max_body_bytes=64 * 1024))
+    assert plain.post("/mutate", json=admission_review(workload())).status_code in (404, 405)
+
+
+def test_render_mutating_webhook_configuration() -> None:
+    reg = WebhookRegistration(ca_bundle="Q0E=", service_namespace="dg", mutating=True, include_delete=True)
+    manifest = render_webhook_configuration(reg)
+    [hook] = manifest["webhooks"]
+    assert manifest["kind"] == "MutatingWebhookConfiguration" and hook["name"] == "mutate.deployguard.io"
+    assert hook["clientConfig"]["service"]["path"] == "/mutate" and hook["reinvocationPolicy"] == "IfNeeded"
+    assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in hook["rules"])  # never DELETE
+    validating = render_webhook_configuration(WebhookRegistration(ca_bundle="Q0E="))
+    assert (
+        validating["kind"] == "ValidatingWebhookConfiguration" and "reinvocationPolicy" not in validating["webhooks"][0]
+    )
