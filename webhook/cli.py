@@ -85,7 +85,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="processes sharing the port, one core each")] = None,
 ) -> None:
     """Serve the admission webhook over HTTPS (POST /validate, /healthz, /readyz)."""
-    from webhook.serve import ensure_dev_certificates, run_server
+    from webhook.serve import ensure_dev_certificates, serve_forever
 
     settings = _settings(config, policies)
     server = settings.server
@@ -121,7 +121,7 @@ def serve(
             from webhook.workers import serve_workers
 
             raise typer.Exit(serve_workers(settings, settings.server.workers))
-        asyncio.run(run_server(settings))
+        serve_forever(settings)
     except DeployguardError as exc:
         raise _fail(str(exc), 1) from None
     except KeyboardInterrupt:

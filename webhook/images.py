@@ -8,6 +8,7 @@ an exception: the person who wrote it gets a finding they can act on.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -91,7 +92,19 @@ def _split_domain(name: str) -> tuple[str, str]:
 
 
 def parse_image(reference: str) -> ImageReference:
-    """Parse ``reference`` as written in a pod spec."""
+    """Parse ``reference`` as written in a pod spec.
+
+    Memoised: a rollout's requests name the same images again and again, and the
+    result is an immutable value of the string alone."""
+    if isinstance(reference, str) and len(reference) <= _CACHED_REFERENCE_CHARS:
+        return _parse_image_cached(reference)
+    return _parse_image(reference)
+
+
+_CACHED_REFERENCE_CHARS = 1024
+
+
+def _parse_image(reference: str) -> ImageReference:
     if not isinstance(reference, str) or not reference:
         return _invalid(str(reference), "the image reference is empty")
     if reference != reference.strip() or any(ch.isspace() for ch in reference):
@@ -136,3 +149,6 @@ def parse_image(reference: str) -> ImageReference:
     if not tag and not digest:
         tag = "latest"
     return ImageReference(original=reference, registry=registry, repository=path, tag=tag, digest=digest)
+
+
+_parse_image_cached = functools.lru_cache(maxsize=4096)(_parse_image)

@@ -28,6 +28,10 @@ class AlreadyExists(KubeApiError):
     """A create found the object already there (HTTP 409)."""
 
 
+class NotFound(KubeApiError):
+    """A get found no such object (HTTP 404)."""
+
+
 class KubeApi:
     """GET, LIST and CREATE against one API server with bearer-token auth."""
 
@@ -70,6 +74,8 @@ class KubeApi:
             raise KubeApiError(f"Kubernetes API {self.server} unreachable: {type(exc).__name__}: {exc}") from None
         if response.status_code == 409:
             raise AlreadyExists(f"{method} {path}: already exists")
+        if response.status_code == 404:
+            raise NotFound(f"{method} {path}: not found")
         if response.status_code >= 400:
             raise KubeApiError(f"{method} {path}: HTTP {response.status_code}: {response.text[:200]}")
         body: dict[str, Any] = response.json()

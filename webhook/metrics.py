@@ -109,28 +109,58 @@ def _label(value: Any, default: str = "") -> str:
     return _NON_LABEL.sub("_", str(value))[:63] if value not in (None, "") else default
 
 
+class _Children:
+    """A metric's labelled children by their raw label values.
+
+    ``.labels()`` takes a lock and sanitises every value on each call; a decision
+    touches a dozen children, nearly always the same ones. Bounded: past
+    ``max_entries`` distinct keys it starts over (prometheus-client keeps the children).
+    """
+
+    def __init__(self, metric: Any, defaults: tuple[str, ...], max_entries: int = 1024) -> None:
+        self._metric, self._defaults, self._max = metric, defaults, max_entries
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, *values: Any) -> Any:
+        try:
+            child = self._children.get(values)
+        except TypeError:  # an unhashable value (not from our records, but never fail on it)
+            values = tuple(map(str, values))
+            child = self._children.get(values)
+        if child is None:
+            if len(self._children) >= self._max:
+                self._children.clear()
+            labels = (_label(v, d) for v, d in zip(values, self._defaults, strict=True))
+            child = self._children[values] = self._metric.labels(*labels)
+        return child
+
+
 class MetricsObserver:
     """Records each decision: counters by outcome and rule, latency histograms, memo, unknown facts."""
 
+    def __init__(self) -> None:
+        self._requests = _Children(ADMISSION_REQUESTS, ("none", "none", "error", "false"))
+        self._findings = _Children(RULE_FINDINGS, ("unnamed", ""))
+        self._durations = _Children(ADMISSION_DURATION, ("error",))
+        self._phases = _Children(PHASE_DURATION, ("",))
+        self._memo = _Children(DECISION_MEMO, ("",))
+        self._unknown = _Children(FACTS_UNKNOWN, ("",))
+
     def observe(self, record: Mapping[str, Any], timings: Mapping[str, float]) -> None:
         decision = str(record.get("outcome") or "error")
-        ADMISSION_REQUESTS.labels(
-            operation=_label(record.get("operation"), "none"),
-            kind=_label(record.get("kind"), "none"),
-            decision=decision,
-            dry_run=str(bool(record.get("dry_run"))).lower(),
-        ).inc()
+        dry_run = "true" if record.get("dry_run") else "false"
+        self._requests.get(record.get("operation"), record.get("kind"), decision, dry_run).inc()
         for finding in record.get("findings") or ():
-            RULE_FINDINGS.labels(rule=_label(finding.get("rule"), "unnamed"), mode=_label(finding.get("mode"))).inc()
+            self._findings.get(finding.get("rule"), finding.get("mode")).inc()
         for phase, seconds in timings.items():
             if phase == "total":
-                ADMISSION_DURATION.labels(decision=decision).observe(seconds)
+                self._durations.get(decision).observe(seconds)
             else:
-                PHASE_DURATION.labels(phase=_label(phase)).observe(seconds)
+                self._phases.get(phase).observe(seconds)
         if "evaluate" in timings:
-            DECISION_MEMO.labels(result="hit" if record.get("memo_hit") else "miss").inc()
+            self._memo.get("hit" if record.get("memo_hit") else "miss").inc()
         for fact in record.get("unknown_facts") or ():
-            FACTS_UNKNOWN.labels(fact=_label(fact)).inc()
+            self._unknown.get(fact).inc()
         if record.get("error") and record.get("engine") == "opa" and not record.get("rejected"):
             UPSTREAM_ERRORS.labels(upstream="opa").inc()
         freezes = record.get("freezes_active")
@@ -138,9 +168,14 @@ class MetricsObserver:
             FREEZES_ACTIVE.set(len(freezes))
 
 
+_PARSE_PHASE: list[Any] = []  # the child, looked up once
+
+
 def observe_parse(seconds: float) -> None:
     """The HTTP adapter's share: reading and parsing the body."""
-    PHASE_DURATION.labels(phase="parse").observe(seconds)
+    if not _PARSE_PHASE:
+        _PARSE_PHASE.append(PHASE_DURATION.labels(phase="parse"))
+    _PARSE_PHASE[0].observe(seconds)
 
 
 def certificate_expiry(certfile: Path) -> float | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from webhook.admission import AdmissionRequest, review_response
 from webhook.audit_record import decision_record, rejection_record
+from webhook.committers import DecisionCommitter, commit_decision
 from webhook.config import AdmissionSettings, PolicySettings
 from webhook.decision import Decision, decide, engine_failure, parse_findings
 from webhook.decision_log import DecisionLog
@@ -66,6 +67,7 @@ class Reviewer:
         gatherers: Sequence[FactGatherer] = (),
         memo: DecisionMemo | None = None,
         observers: Sequence[DecisionObserver] = (),
+        committers: Sequence[DecisionCommitter] = (),
     ) -> None:
         self.engine = engine
         self.gatherers = tuple(gatherers)
@@ -75,6 +77,7 @@ class Reviewer:
         self._fail_open = policy.unsafe_fail_open
         self._log = log
         self.observers = list(observers)  # metrics, Events, traces; appended to at start-up
+        self.committers = tuple(committers)  # record what an allowed decision used up (break-glass)
 
     async def review(self, request: AdmissionRequest) -> Outcome:
         started = time.perf_counter()
@@ -84,7 +87,9 @@ class Reviewer:
         change: ChangeType | None = None
         timings: dict[str, float] = {}
         memo_hit = False
-        if not self.kinds.knows(request.group, request.kind):
+        known = self.kinds.knows(request.group, request.kind)
+        template = self.kinds.pod_template(request.group, request.kind, request.subject) if known else None
+        if not known:
             decision = decide(
                 decision_id=decision_id,
                 subject=subject_name,
@@ -98,7 +103,7 @@ class Reviewer:
             )
         elif (
             oversized := template_over_limits(
-                self.kinds.pod_template(request.group, request.kind, request.subject),
+                template,
                 max_containers=self._admission.max_containers,
                 max_image_chars=self._admission.max_image_reference_chars,
             )
@@ -111,7 +116,6 @@ class Reviewer:
                 engine=self.engine.name,
             )
         else:
-            template = self.kinds.pod_template(request.group, request.kind, request.subject)
             change = classify_change(
                 request.operation, self.kinds, request.group, request.kind, request.obj, request.old_obj
             )
@@ -142,6 +146,9 @@ class Reviewer:
                 decision_id, subject_name, policy_input, notes, deadline - evaluated
             )
             timings["evaluate"] = time.perf_counter() - evaluated
+            # Only now, and only for an admitted change, is a single-use approval used up;
+            # failing to record it denies (fail closed), inside the same deadline.
+            decision = await commit_decision(self.committers, request, decision, policy_input, deadline)
         elapsed = time.perf_counter() - started
         timings["total"] = elapsed
         self._record(request, decision, policy_input, change, elapsed, timings, memo_hit)

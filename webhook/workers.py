@@ -17,7 +17,6 @@ Linux lets only processes of the same user join a ``SO_REUSEPORT`` port.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -62,14 +61,14 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
 
 def _worker_main(settings: Settings, index: int) -> None:
     """Entry point of one worker process (spawned: a fresh interpreter, no inherited threads)."""
-    from webhook.serve import run_server
+    from webhook.serve import serve_forever
 
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s", force=True
     )
     sock = reuseport_socket(settings.server.host, settings.server.port)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_server(settings, sockets=[sock]))
+        serve_forever(settings, sockets=[sock])
 
 
 def _prepare_metrics_dir() -> Path | None:

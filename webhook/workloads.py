@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from webhook.config import CustomKind
@@ -67,8 +68,9 @@ class PodTemplate:
     annotations: Mapping[str, str]
     spec: Mapping[str, Any]
 
-    @property
+    @cached_property
     def containers(self) -> tuple[Container, ...]:
+        """Init, regular and ephemeral containers; computed once (policy input, limits, facts all ask)."""
         found = []
         for key, container_type in CONTAINER_FIELDS:
             for item in _as_list(self.spec.get(key)):

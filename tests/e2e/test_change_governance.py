@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from tests.factories import workload
 pytestmark = pytest.mark.e2e
 
 CRDS = Path(__file__).resolve().parents[2] / "charts" / "deployguard" / "crds"
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
 V1, V2, V3 = (f"nginx@sha256:{c * 64}" for c in "123")
 BREAK_GLASS = "deployguard.io/break-glass"
 
@@ -77,9 +79,11 @@ def governed(
     established = kubectl("wait", "--for", "condition=established", "--timeout=60s", "-f", str(CRDS))
     assert established.ok, established
     work = tmp_path_factory.mktemp("governed")
+    policies = shutil.copytree(POLICIES, work / "policies")  # its own copy: a test may change its data
     extra = {
         "windows": {"watch_kubernetes": True, "resync_seconds": 30, "stale_after_seconds": 20},
         "break_glass": {"public_keys": {"oncall": str(approver[1])}},
+        "policy": {"directory": str(policies), "reload_interval_seconds": 0.5},
     }
     server = DeployguardServer(control_plane.tools.deployguard, work, work / "logs", name="deployguard-governed",
                                kubeconfig=control_plane.kubeconfig, extra_config=extra)  # fmt: skip
@@ -348,3 +352,81 @@ def test_rollout_undo_of_a_statefulset_or_daemonset_is_a_rollback_that_passes_a_
     assert undone.ok, undone
     records = [r for r in governed.decisions() if r.get("namespace") == namespace and r.get("kind") == kind]
     assert any(r.get("change_type") == "rollback" and r["allowed"] for r in records), records
+
+
+def _token_uses(kubectl: Kubectl, token: str) -> list[dict[str, str]]:
+    """The Leases that record a use of ``token`` (their annotations), read through the API server."""
+    token_id = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["jti"]
+    leases = kubectl("get", "leases", "-n", WEBHOOK_NAMESPACE, "-o", "json")
+    assert leases.ok, leases
+    return [
+        lease["metadata"]["annotations"]
+        for lease in json.loads(leases.stdout)["items"]
+        if (lease["metadata"].get("annotations") or {}).get("deployguard.io/break-glass-token-id") == token_id
+    ]
+
+
+def test_a_break_glass_token_on_a_change_denied_for_another_reason_is_not_used_up(
+    kubectl: Kubectl, governed: DeployguardServer, control_plane: LocalControlPlane,
+    approver: tuple[Path, Path], namespace: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Break-glass passes freezes, never registry rules; a denied change leaves the approval unused.
+
+    The same change (same pod template, so the same token) is first denied because the
+    platform team's allowed_registries lost docker.io, then admitted once the policy
+    data is fixed, and only that admission uses the token up."""
+    deployed(kubectl, namespace, V1)
+    freeze_in_force(kubectl, namespace, freeze(namespace))
+    live = deployment(kubectl, namespace)
+    live.pop("status", None)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = V2
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(yaml.safe_dump(live))
+    argv = [*control_plane.tools.deployguard, "break-glass", "sign", "--key", str(approver[0]), "--key-id", "oncall"]
+    argv += ["--file", str(manifest), "--reason", "hotfix for the outage", "--ticket", "INC-43", "--ttl", "30m"]
+    signed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert signed.returncode == 0, signed.stderr
+    token = signed.stdout.strip()
+    live["metadata"].setdefault("annotations", {})[BREAK_GLASS] = token
+    manifest.write_text(yaml.safe_dump(live))
+    data = governed.extra_config["policy"]["directory"] + "/data.yaml"
+    original = Path(data).read_text()
+    assert "        - docker.io\n" in original
+    Path(data).write_text(original.replace("        - docker.io\n", "", 1))
+    try:
+        _until(
+            lambda: (
+                r
+                if "[allowed_registries]" in (r := kubectl("replace", "-f", str(manifest), "--dry-run=server")).stderr
+                else None
+            ),
+            "deployguard to load allowed_registries without docker.io",
+        )
+
+        denied = kubectl("replace", "-f", str(manifest))
+
+        assert denied.denied_by_deployguard and "[allowed_registries]" in denied.stderr, denied
+        assert "[break_glass]" not in denied.stderr and "[change_freeze]" not in denied.stderr, denied
+        assert _token_uses(kubectl, token) == [], "a denied change must not use the approval up"
+    finally:
+        Path(data).write_text(original)
+    _until(
+        lambda: r if (r := kubectl("replace", "-f", str(manifest), "--dry-run=server")).ok else None,
+        "deployguard to load the fixed allowed_registries",
+    )
+    assert _token_uses(kubectl, token) == [], "a dry run does not use the approval up"
+
+    admitted = kubectl("replace", "-f", str(manifest))
+
+    assert admitted.ok, admitted
+    assert "Warning: [break_glass_notice] BREAK-GLASS:" in admitted.stderr and 'ticket "INC-43"' in admitted.stderr
+    assert [u["deployguard.io/break-glass-object"] for u in _token_uses(kubectl, token)] == [
+        f"Deployment {namespace}/web"
+    ]
+    deleted = kubectl("delete", "deployment", "web", "-n", namespace, "--wait=true")
+    assert deleted.ok, deleted
+    keep = ("name", "namespace", "labels", "annotations")
+    replayed = kubectl.apply(dict(live, metadata={k: v for k, v in live["metadata"].items() if k in keep}))
+
+    assert replayed.denied_by_deployguard, replayed
+    assert "[break_glass]" in replayed.stderr and "already used" in replayed.stderr, replayed

@@ -1,31 +1,58 @@
-"""Single use of break-glass tokens (webhook/facts/break_glass.py) against a fake of our KubeApi."""
+"""Single use of break-glass tokens: verify while gathering, record only after an allowed decision.
+
+The gatherer (webhook/facts/break_glass.py) only reads the ledger; the committer
+(webhook/break_glass_commit.py) records the use through the reviewer's post-decision
+hook (webhook/committers.py). Against a fake of our KubeApi and the real embedded
+engine with the shipped policies.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests import factories
-from webhook.admission import parse_review
+from tests.unit.conftest import CapturedLog
+from webhook.admission import AdmissionRequest, parse_review
 from webhook.break_glass import new_claims, sign, template_hash
-from webhook.config import BreakGlassSettings
+from webhook.break_glass_commit import BreakGlassCommitter, BreakGlassLedger
+from webhook.committers import commit_decision
+from webhook.config import AdmissionSettings, BreakGlassSettings, PolicySettings
+from webhook.decision import Decision, Finding
+from webhook.engines.embedded import EmbeddedEngine
 from webhook.facts.break_glass import BreakGlassGatherer
-from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError
+from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
 from webhook.policy_input import Subject
+from webhook.policy_store import PolicyStore
+from webhook.reviewer import Reviewer
 from webhook.workloads import ChangeType, WorkloadKinds
+
+NEW = "nginx@sha256:" + "1" * 64
+TAGGED = "nginx:1.27"  # denied by digest_pinning, which break-glass never overrides
 
 
 class FakeKube(KubeApi):
-    """Leases in memory, with the API server's create-if-absent answer; or a refusal for everything."""
+    """Leases in memory, with the API server's create-if-absent answer.
 
-    def __init__(self, refuse: bool = False) -> None:
+    ``refuse``: every create is forbidden. ``stale_reads``: every get says "not found",
+    as a read does that happened just before another replica's create."""
+
+    def __init__(self, *, refuse: bool = False, stale_reads: bool = False) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
-        self.refuse = refuse
+        self.refuse, self.stale_reads = refuse, stale_reads
+        self.creates = 0
 
     async def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self.creates += 1
         if self.refuse:
             raise KubeApiError(f"POST {path}: HTTP 403: leases is forbidden")
         key = f"{path}/{obj['metadata']['name']}"
@@ -35,47 +62,212 @@ class FakeKube(KubeApi):
         return obj
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        if self.stale_reads or path not in self.objects:
+            raise NotFound(f"GET {path}: not found")
         return self.objects[path]
 
 
-def _subject(token: str, uid: str) -> Subject:
+def _request(token: str, uid: str, image: str = NEW, *, dry_run: bool = False) -> AdmissionRequest:
     old = factories.workload("Deployment", factories.PINNED)
-    new = factories.workload("Deployment", "nginx@sha256:" + "1" * 64)
+    new = factories.workload("Deployment", image)
     new["metadata"]["annotations"] = {"deployguard.io/break-glass": token}
-    request = parse_review(factories.admission_review(new, operation="UPDATE", old=old, uid=uid))
-    template = WorkloadKinds.with_custom().pod_template("apps", "Deployment", new)
-    return Subject(request=request, change=ChangeType.ROLLOUT, template=template)
+    return parse_review(factories.admission_review(new, operation="UPDATE", old=old, uid=uid, dry_run=dry_run))
 
 
-def _token(key: Ed25519PrivateKey) -> str:
-    new = factories.workload("Deployment", "nginx@sha256:" + "1" * 64)
+def _token(key: Ed25519PrivateKey, image: str = NEW) -> str:
+    new = factories.workload("Deployment", image)
     digest = template_hash(WorkloadKinds.with_custom().pod_template("apps", "Deployment", new))
     claims = new_claims(namespace="shop", kind="Deployment", name="web", template_hash=digest, reason="outage",
                         ticket="INC-1", ttl_seconds=600, now=datetime.now(UTC))  # fmt: skip
     return sign(claims, key, "oncall")
 
 
-async def test_a_token_admits_once_a_retry_of_the_same_request_too_and_a_replay_never() -> None:
-    key = Ed25519PrivateKey.generate()
+@pytest.fixture
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+async def _reviewer(policies_dir: Path, key: Ed25519PrivateKey, kube: FakeKube | None) -> Reviewer:
+    """The real reviewer and engine, with the break-glass gatherer and committer on ``kube``."""
+    engine = EmbeddedEngine()
+    store = PolicyStore(policies_dir, engine)
+    assert await store.reload(), store.last_error
+    settings = BreakGlassSettings()
+    gatherer = BreakGlassGatherer(settings, {"oncall": key.public_key()}, kube)
+    ledger = BreakGlassLedger(kube, settings.state_namespace) if kube is not None else None
+    return Reviewer(engine, admission=AdmissionSettings(), policy=PolicySettings(), log=CapturedLog(),
+                    gatherers=[gatherer], committers=[BreakGlassCommitter(ledger)])  # fmt: skip
+
+
+def _rules(decision: Decision, mode: str) -> set[str]:
+    return {f.rule for f in decision.by_mode(mode)}
+
+
+async def test_gathering_only_reads_so_two_requests_see_an_unused_token(key: Ed25519PrivateKey) -> None:
     kube = FakeKube()
     gatherer = BreakGlassGatherer(BreakGlassSettings(), {"oncall": key.public_key()}, kube)
+    subject = _subjects(_token(key))
+
+    first = await gatherer.gather(subject("uid-1"))
+    second = await gatherer.gather(subject("uid-2"))
+
+    assert first["valid"] is True and second["valid"] is True, (first, second)
+    assert kube.creates == 0 and kube.objects == {}
+
+
+def _subjects(token: str) -> Callable[[str], Subject]:
+    """Subjects for a rollout that carries ``token``, by request uid."""
+
+    def make(uid: str) -> Subject:
+        request = _request(token, uid)
+        template = WorkloadKinds.with_custom().pod_template("apps", "Deployment", request.subject)
+        return Subject(request=request, change=ChangeType.ROLLOUT, template=template)
+
+    return make
+
+
+async def test_a_token_admits_once_a_retry_of_the_same_request_too_and_a_replay_never(
+    policies_dir: Path, key: Ed25519PrivateKey
+) -> None:
+    kube = FakeKube()
+    reviewer = await _reviewer(policies_dir, key, kube)
     token = _token(key)
 
-    first = await gatherer.gather(_subject(token, "uid-1"))
-    retry = await gatherer.gather(_subject(token, "uid-1"))  # the API server retrying one request
-    replay = await gatherer.gather(_subject(token, "uid-2"))
+    first = await reviewer.review(_request(token, "uid-1"))
+    retry = await reviewer.review(_request(token, "uid-1"))  # the API server retrying one request
+    replay = await reviewer.review(_request(token, "uid-2"))
 
-    assert first["valid"] is True and retry["valid"] is True, (first, retry)
-    assert replay["valid"] is False and "already used at" in replay["error"] and "single use" in replay["error"]
+    assert first.decision.allowed and retry.decision.allowed, (first.decision, retry.decision)
+    assert "break_glass_notice" in _rules(first.decision, "warn")
+    assert first.decision.audit_annotations["break-glass-token"]
+    assert not replay.decision.allowed and _rules(replay.decision, "deny") == {"break_glass"}
+    assert "already used at" in replay.decision.message and "single use" in replay.decision.message
     [lease] = kube.objects.values()
     assert lease["kind"] == "Lease" and lease["metadata"]["namespace"] == "deployguard-system"
-    assert lease["metadata"]["annotations"]["deployguard.io/break-glass-object"] == "Deployment shop/web"
+    annotations = lease["metadata"]["annotations"]
+    assert annotations["deployguard.io/break-glass-object"] == "Deployment shop/web"
+    assert annotations["deployguard.io/break-glass-request-uid"] == "uid-1"
 
 
-async def test_a_use_that_cannot_be_recorded_is_not_accepted() -> None:
-    key = Ed25519PrivateKey.generate()
-    gatherer = BreakGlassGatherer(BreakGlassSettings(), {"oncall": key.public_key()}, FakeKube(refuse=True))
+async def test_a_change_denied_for_another_reason_does_not_use_the_token(
+    policies_dir: Path, key: Ed25519PrivateKey
+) -> None:
+    kube = FakeKube()
+    reviewer = await _reviewer(policies_dir, key, kube)
+    token = _token(key, TAGGED)
 
-    fact = await gatherer.gather(_subject(_token(key), "uid-1"))
+    denied = await reviewer.review(_request(token, "uid-1", TAGGED))
+    again = await reviewer.review(_request(token, "uid-2", TAGGED))
 
-    assert fact["valid"] is False and "single use cannot be recorded" in fact["error"] and "403" in fact["error"]
+    assert not denied.decision.allowed and "digest_pinning" in _rules(denied.decision, "deny"), denied.decision
+    assert "break_glass" not in _rules(denied.decision, "deny")
+    assert kube.creates == 0, "a denied change must not burn the approval"
+    assert again.decision.findings == denied.decision.findings, "the token is still unused: the same answer"
+
+
+async def test_a_dry_run_does_not_use_the_token(policies_dir: Path, key: Ed25519PrivateKey) -> None:
+    kube = FakeKube()
+    reviewer = await _reviewer(policies_dir, key, kube)
+    token = _token(key)
+
+    dry = await reviewer.review(_request(token, "uid-1", dry_run=True))
+    real = await reviewer.review(_request(token, "uid-2"))
+
+    assert dry.decision.allowed and real.decision.allowed
+    assert kube.creates == 1 and len(kube.objects) == 1
+
+
+async def test_a_concurrent_use_that_loses_the_create_is_denied_even_on_a_memo_hit(
+    policies_dir: Path, key: Ed25519PrivateKey
+) -> None:
+    # Both requests read "unused" (the other replica had not created its Lease yet), so
+    # both policy inputs are equal and the second is answered from the memo: the commit
+    # still catches it.
+    kube = FakeKube(stale_reads=True)
+    reviewer = await _reviewer(policies_dir, key, kube)
+    token = _token(key)
+
+    first = await reviewer.review(_request(token, "uid-1"))
+    second = await reviewer.review(_request(token, "uid-2"))
+
+    assert first.decision.allowed, first.decision
+    assert second.memo_hit and not second.decision.allowed, second.decision
+    assert "[break_glass]" in second.decision.message and "single use" in second.decision.message
+    third = await reviewer.review(_request(token, "uid-3"))
+    assert not third.decision.allowed, "a denied commit is not memoised as allowed"
+
+
+async def test_a_replay_after_a_memo_hit_admission_is_denied(policies_dir: Path, key: Ed25519PrivateKey) -> None:
+    kube = FakeKube(refuse=True)  # the first attempt cannot be recorded (API down): denied, findings memoised
+    reviewer = await _reviewer(policies_dir, key, kube)
+    token = _token(key)
+    refused = await reviewer.review(_request(token, "uid-0"))
+    kube.refuse = False
+
+    used = await reviewer.review(_request(token, "uid-1"))
+    replay = await reviewer.review(_request(token, "uid-2"))
+
+    assert not refused.decision.allowed and "cannot be recorded" in refused.decision.message
+    assert used.memo_hit and used.decision.allowed and len(kube.objects) == 1, used.decision
+    assert not replay.memo_hit, "the used token is a different fact, so a different memo key"
+    assert not replay.decision.allowed and "already used" in replay.decision.message
+
+
+async def test_a_use_that_cannot_be_recorded_is_denied(policies_dir: Path, key: Ed25519PrivateKey) -> None:
+    reviewer = await _reviewer(policies_dir, key, FakeKube(refuse=True))
+
+    outcome = await reviewer.review(_request(_token(key), "uid-1"))
+
+    assert not outcome.decision.allowed
+    assert "single use cannot be recorded" in outcome.decision.message and "403" in outcome.decision.message
+
+
+async def test_without_kubernetes_api_access_a_token_is_never_accepted(
+    policies_dir: Path, key: Ed25519PrivateKey
+) -> None:
+    reviewer = await _reviewer(policies_dir, key, None)
+
+    outcome = await reviewer.review(_request(_token(key), "uid-1"))
+
+    assert not outcome.decision.allowed and "single use cannot be enforced" in outcome.decision.message
+
+
+class FakeCommitter:
+    """Our DecisionCommitter interface: counts calls, answers ``reason`` after ``delay`` seconds."""
+
+    name = "fake"
+
+    def __init__(self, reason: str | None = None, delay: float = 0.0) -> None:
+        self.reason, self.delay, self.calls = reason, delay, 0
+
+    async def commit(self, request: AdmissionRequest, decision: Decision, policy_input: dict[str, Any]) -> str | None:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return self.reason
+
+
+def _decision(allowed: bool) -> Decision:
+    findings = () if allowed else (Finding(rule="digest_pinning", message="not pinned"),)
+    return Decision(decision_id="d1", allowed=allowed, subject="Deployment shop/web", findings=findings)
+
+
+async def test_committers_run_only_for_allowed_non_dry_run_decisions() -> None:
+    committer = FakeCommitter("nope")
+    request = _request("t", "uid-1")
+    later = time.perf_counter() + 5
+
+    denied = await commit_decision([committer], request, _decision(False), {}, later)
+    dry = await commit_decision([committer], replace(request, dry_run=True), _decision(True), {}, later)
+
+    assert committer.calls == 0 and not denied.allowed and dry.allowed
+    flipped = await commit_decision([committer], request, _decision(True), {}, later)
+    assert committer.calls == 1 and not flipped.allowed and "[fake] nope" in flipped.message
+
+
+async def test_a_committer_that_misses_the_deadline_denies() -> None:
+    committer = FakeCommitter(None, delay=30)
+
+    outcome = await commit_decision([committer], _request("t", "uid-1"), _decision(True), {}, time.perf_counter())
+
+    assert not outcome.allowed and "within the request deadline" in outcome.message

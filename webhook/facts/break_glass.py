@@ -1,14 +1,15 @@
 """The ``break_glass`` fact: is there a valid, unused approval for exactly this change?
 
-Verification is webhook/break_glass.py; single use is a Lease per token id in
-``break_glass.state_namespace``, created with create-if-absent semantics through the
-Kubernetes API, so a replay is refused by every replica. A dry-run request verifies
-but does not use the token. A valid use is logged at WARNING, loudly.
+Verification is webhook/break_glass.py. Gathering only *reads* whether the token was
+used (webhook/break_glass_commit.py's ledger of Leases); the use is recorded after the
+decision, by the break-glass committer, and only when the change is admitted and not a
+dry run, so a change denied for another reason does not burn the approval. "Used
+already" is part of the fact, hence of the decision memo's key: a replay is a
+different input. A valid token is logged at WARNING, loudly.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -18,14 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from webhook.break_glass import BreakGlassError, template_hash, verify
+from webhook.break_glass_commit import BreakGlassLedger, replay_reason
 from webhook.config import BreakGlassSettings
 from webhook.errors import ConfigError
-from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError
+from webhook.kube_api import KubeApi, KubeApiError
 from webhook.policy_input import Subject
 from webhook.workloads import ChangeType, metadata
 
 log = logging.getLogger("deployguard.break_glass")
-_USED = "deployguard.io/break-glass-"  # annotation prefix on the Lease that records a use
 
 
 def load_public_keys(settings: BreakGlassSettings) -> dict[str, Ed25519PublicKey]:
@@ -62,7 +63,8 @@ class BreakGlassGatherer:
         kube: KubeApi | None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
-        self._settings, self._keys, self._kube, self._clock = settings, dict(keys), kube, clock
+        self._settings, self._keys, self._clock = settings, dict(keys), clock
+        self._ledger = BreakGlassLedger(kube, settings.state_namespace, clock) if kube is not None else None
 
     async def gather(self, subject: Subject) -> Any:
         req = subject.request
@@ -83,15 +85,14 @@ class BreakGlassGatherer:
                 now=self._clock(),
                 max_ttl_seconds=self._settings.max_ttl_seconds,
             )
-            if not req.dry_run:
-                await self._use(approval.token_id, req.uid, f"{req.kind} {req.namespace}/{req.name}")
+            await self._unused(approval.token_id, req.uid)
         except BreakGlassError as exc:
             log.warning("break-glass token on %s %s/%s rejected: %s", req.kind, req.namespace, req.name, exc)
             return {"present": True, "valid": False, "template_hash": digest, "error": _clean(str(exc))}
         claims = approval.claims
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC).isoformat().replace("+00:00", "Z")
         log.warning(
-            "BREAK-GLASS USED: token %s admits %s %s/%s (reason %r, ticket %r, approvers %s, expires %s, dry run %s)",
+            "BREAK-GLASS: valid token %s for %s %s/%s (reason %r, ticket %r, approvers %s, expires %s, dry run %s)",
             approval.token_id, req.kind, req.namespace, req.name, claims["reason"], claims["ticket"],
             ",".join(approval.approvers), expires, req.dry_run,
         )  # fmt: skip
@@ -107,42 +108,16 @@ class BreakGlassGatherer:
             "expires": expires,
         }
 
-    async def _use(self, token_id: str, request_uid: str, what: str) -> None:
-        """Record the token id as a Lease; a token id recorded by another request is a replay.
+    async def _unused(self, token_id: str, request_uid: str) -> None:
+        """Raise BreakGlassError when another request already used the token, or nobody can tell.
 
-        A Lease per token id in ``state_namespace``, created if absent: the API server
-        lets exactly one create win, so every replica sees the same answer. Leases
-        (not ConfigMaps) because the chart grants deployguard exactly those there."""
-        if self._kube is None:
+        Only a read: the use is recorded after an allowed decision (BreakGlassCommitter).
+        The same request uid (the API server retrying one request) is not a replay."""
+        if self._ledger is None:
             raise BreakGlassError("single use cannot be enforced: deployguard has no Kubernetes API access (kube_api)")
-        ns = self._settings.state_namespace
-        name = "deployguard-break-glass-" + hashlib.sha256(token_id.encode()).hexdigest()[:20]
-        record = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": name,
-                "namespace": ns,
-                "labels": {"app.kubernetes.io/managed-by": "deployguard"},
-                "annotations": {
-                    _USED + "token-id": token_id,
-                    _USED + "request-uid": request_uid,
-                    _USED + "object": what,
-                    _USED + "used-at": self._clock().isoformat(),
-                },
-            },
-            "spec": {"holderIdentity": request_uid},
-        }
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
         try:
-            await self._kube.create(path, record)
-        except AlreadyExists:
-            existing = await self._kube.get(f"{path}/{name}")
-            data = (existing.get("metadata") or {}).get("annotations") or {}
-            if data.get(_USED + "request-uid") != request_uid:  # the API server retrying one request is not a replay
-                raise BreakGlassError(
-                    f"the token {token_id} was already used at {data.get(_USED + 'used-at', '?')} "
-                    f"for {data.get(_USED + 'object', '?')} (break-glass approvals are single use)"
-                ) from None
+            use = await self._ledger.use_of(token_id)
         except KubeApiError as exc:
-            raise BreakGlassError(f"single use cannot be recorded, so the token is not accepted: {exc}") from None
+            raise BreakGlassError(f"single use cannot be checked, so the token is not accepted: {exc}") from None
+        if use is not None and use.request_uid != request_uid:
+            raise BreakGlassError(replay_reason(token_id, use))

@@ -23,6 +23,7 @@ class ChangeGatherer:
     """Computes ``input.facts.change`` from the request's old and new objects."""
 
     name = "change"
+    eager = True  # no I/O: runs inline (webhook/facts/__init__.py)
 
     def __init__(self, settings: ChangeSettings, kinds: WorkloadKinds, clock: Callable[[], datetime] = _now) -> None:
         self._settings, self._kinds, self._clock = settings, kinds, clock

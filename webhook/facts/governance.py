@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from webhook.break_glass_commit import BreakGlassCommitter, BreakGlassLedger
+from webhook.committers import DecisionCommitter
 from webhook.config import Settings
 from webhook.facts import FactGatherer
 from webhook.facts.break_glass import BreakGlassGatherer, load_public_keys
@@ -26,3 +28,10 @@ def governance_gatherers(settings: Settings) -> list[FactGatherer]:
         gatherers.append(RollbackGatherer(kube))
     gatherers.append(BreakGlassGatherer(settings.break_glass, load_public_keys(settings.break_glass), kube))
     return gatherers
+
+
+def governance_committers(settings: Settings) -> list[DecisionCommitter]:
+    """The break-glass committer: records a used token after an allowed decision (single use)."""
+    kube = make_kube_api(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
+    ledger = BreakGlassLedger(kube, settings.break_glass.state_namespace) if kube is not None else None
+    return [BreakGlassCommitter(ledger)]

@@ -6,6 +6,7 @@ Each capability adds its gatherer here (one line) and its settings section in
 
 from __future__ import annotations
 
+from webhook.committers import DecisionCommitter
 from webhook.config import Settings
 from webhook.facts import FactGatherer
 
@@ -22,6 +23,13 @@ def build_gatherers(settings: Settings) -> list[FactGatherer]:
 
     gatherers.append(build_windows_gatherer(settings))
     return gatherers
+
+
+def build_committers(settings: Settings) -> list[DecisionCommitter]:
+    """What records an allowed decision's side effects (break-glass single use) before it is answered."""
+    from webhook.facts.governance import governance_committers
+
+    return governance_committers(settings)
 
 
 def image_facts(settings: Settings) -> FactGatherer:

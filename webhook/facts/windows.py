@@ -7,6 +7,7 @@ on the workload or its pod template, else ``change.default_time_zone``).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +27,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def merged_snapshot(sources: Sequence[CalendarSource]) -> Snapshot:
-    snaps = [s.snapshot() for s in sources]
+def merged_snapshot(sources: Sequence[CalendarSource | Snapshot]) -> Snapshot:
+    snaps = [s if isinstance(s, Snapshot) else s.snapshot() for s in sources]
     return Snapshot(
         entries=tuple(e for s in snaps for e in s.entries),
         problems=tuple(p for s in snaps for p in s.problems),
@@ -98,10 +99,47 @@ def window_facts(
     }
 
 
+class RecentFacts:
+    """A small LRU of window facts, valid for one set of source snapshots.
+
+    The facts are a pure function of (snapshots, minute, namespace, labels, zone,
+    change type): a rollout's repeats in the same minute reuse them instead of
+    expanding the calendar again. A source that hands out another snapshot (a
+    freeze declared, a file changed, the watch gone stale) empties the cache.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._snapshots: tuple[Snapshot, ...] = ()
+        self._entries: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+
+    def _valid_for(self, snapshots: tuple[Snapshot, ...]) -> bool:
+        return len(snapshots) == len(self._snapshots) and all(
+            a is b for a, b in zip(snapshots, self._snapshots, strict=True)
+        )
+
+    def get(self, snapshots: tuple[Snapshot, ...], key: tuple[Any, ...]) -> dict[str, Any] | None:
+        if not self._valid_for(snapshots):
+            return None
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, snapshots: tuple[Snapshot, ...], key: tuple[Any, ...], facts: dict[str, Any]) -> None:
+        if not self._valid_for(snapshots):
+            self._entries.clear()
+            self._snapshots = snapshots
+        self._entries[key] = facts
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 class WindowsGatherer:
     """Evaluates the change calendar for each request; the clock is injectable for tests."""
 
     name = "windows"
+    eager = True  # no I/O in gather: sources hand out snapshots (see webhook/facts/__init__.py)
 
     def __init__(
         self,
@@ -115,6 +153,7 @@ class WindowsGatherer:
         self._default_zone = default_zone
         self._zone_key = zone_key
         self._clock = clock
+        self._recent = RecentFacts()
 
     def start(self) -> None:
         """Start the sources that watch (the Kubernetes calendar); called by the server's lifespan."""
@@ -147,15 +186,24 @@ class WindowsGatherer:
                 list_once()
 
     async def gather(self, subject: Subject) -> dict[str, Any]:
+        """The windows fact; read-only (it may be the same object for many requests)."""
         meta = metadata(subject.request.subject)
         labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
         annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
         if subject.template is not None:
             labels = {**subject.template.labels, **labels}
             annotations = {**subject.template.annotations, **annotations}
-        return window_facts(
-            merged_snapshot(self._sources),
-            now=self._clock(),
+        snapshots = tuple(source.snapshot() for source in self._sources)
+        now = floor_minute(self._clock())
+        # window_facts reads the annotations only for the zone; everything else it reads is in the key.
+        zone_name = annotations.get(self._zone_key) or labels.get(self._zone_key) or ""
+        key = (now, subject.request.namespace, tuple(sorted(labels.items())), zone_name, subject.change.value)
+        cached = self._recent.get(snapshots, key)
+        if cached is not None:
+            return cached
+        facts = window_facts(
+            merged_snapshot(snapshots),
+            now=now,
             namespace=subject.request.namespace,
             labels=labels,
             annotations=annotations,
@@ -163,6 +211,8 @@ class WindowsGatherer:
             default_zone=self._default_zone,
             zone_key=self._zone_key,
         )
+        self._recent.put(snapshots, key, facts)
+        return facts
 
 
 def problems_of(snapshot: Snapshot, namespace: str | None) -> list[Problem]:

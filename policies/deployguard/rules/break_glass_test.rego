@@ -23,10 +23,22 @@ test_valid_token_is_announced if {
 	d.deny == []
 	[f] := _bg_of(d, "warn", "break_glass_notice")
 	f.message == `BREAK-GLASS: Deployment shop/web admitted past freezes and risk blocks by approval "a1b2" (ticket "INC-7", reason "hotfix", approved by "alice, bob", expires 2026-11-27T20:00:00Z)`
+	d.annotations["break-glass-token"] == "a1b2" # deployguard records this token as used when it admits
 }
 
 test_absent_token_says_nothing if {
 	d := _bg_decide("rollout", {"present": false, "valid": false, "template_hash": "sha256:ab", "error": "not used"})
 	_bg_of(d, "deny", "break_glass") == []
 	_bg_of(d, "warn", "break_glass_notice") == []
+	not d.annotations["break-glass-token"]
+}
+
+test_invalid_token_names_no_token_to_record if {
+	d := _bg_decide("rollout", {"present": true, "valid": false, "id": "a1b2", "template_hash": "sha256:ab", "error": "already used"})
+	not d.annotations["break-glass-token"]
+}
+
+test_a_scale_names_no_token_to_record if {
+	d := _bg_decide("scale", {"present": true, "valid": true, "id": "a1b2", "ticket": "INC-7", "reason": "hotfix", "approvers": ["alice"], "approved_by": "alice", "expires": "2026-11-27T20:00:00Z", "template_hash": "sha256:ab"})
+	not d.annotations["break-glass-token"]
 }

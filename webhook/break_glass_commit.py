@@ -1,0 +1,131 @@
+"""Single use of break-glass approvals: the used-token ledger (Leases) and its committer. I/O.
+
+A use is a Lease per token id in ``break_glass.state_namespace``, created if absent:
+the API server lets exactly one create win, so every replica sees the same answer.
+Leases (not ConfigMaps) because the chart grants deployguard exactly those there.
+
+The break_glass gatherer only *reads* the ledger (is this token used already?); the
+committer *writes* it after the decision, and only for an allowed, non-dry-run
+decision that the policy says relied on the token (the ``break-glass-token``
+annotation of rule break_glass_notice). So a change denied for another reason does
+not burn the approval, and two replicas racing with one token cannot both admit: the
+loser's create gets 409 and its answer flips to deny.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from webhook.admission import AdmissionRequest
+from webhook.break_glass import BreakGlassError
+from webhook.decision import ANNOTATE, Decision
+from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
+
+log = logging.getLogger("deployguard.break_glass")
+_USED = "deployguard.io/break-glass-"  # annotation prefix on the Lease that records a use
+TOKEN_ANNOTATION = "break-glass-token"  # the decision annotation naming the token it relied on
+
+
+@dataclass(frozen=True)
+class Use:
+    """A recorded use of a token: by which request, for which object, when."""
+
+    request_uid: str
+    what: str
+    used_at: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BreakGlassLedger:
+    """Reads and records token uses as Leases through the Kubernetes API."""
+
+    def __init__(self, kube: KubeApi, namespace: str, clock: Callable[[], datetime] = _now) -> None:
+        self._kube, self._namespace, self._clock = kube, namespace, clock
+        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+    @staticmethod
+    def lease_name(token_id: str) -> str:
+        return "deployguard-break-glass-" + hashlib.sha256(token_id.encode()).hexdigest()[:20]
+
+    async def use_of(self, token_id: str) -> Use | None:
+        """The recorded use of ``token_id``, or None; KubeApiError when the API cannot say."""
+        try:
+            lease = await self._kube.get(f"{self._path}/{self.lease_name(token_id)}")
+        except NotFound:
+            return None
+        data = (lease.get("metadata") or {}).get("annotations") or {}
+        return Use(str(data.get(_USED + "request-uid", "")), str(data.get(_USED + "object", "?")),
+                   str(data.get(_USED + "used-at", "?")))  # fmt: skip
+
+    async def record(self, token_id: str, request_uid: str, what: str) -> None:
+        """Record the use; BreakGlassError if another request used it or it cannot be recorded.
+
+        The same request uid again (the API server retrying one request) is not a replay."""
+        record = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self.lease_name(token_id),
+                "namespace": self._namespace,
+                "labels": {"app.kubernetes.io/managed-by": "deployguard"},
+                "annotations": {
+                    _USED + "token-id": token_id,
+                    _USED + "request-uid": request_uid,
+                    _USED + "object": what,
+                    _USED + "used-at": self._clock().isoformat(),
+                },
+            },
+            "spec": {"holderIdentity": request_uid},
+        }
+        try:
+            await self._kube.create(self._path, record)
+        except AlreadyExists:
+            try:
+                use = await self.use_of(token_id)
+            except KubeApiError as exc:
+                raise BreakGlassError(f"single use cannot be recorded, so the token is not accepted: {exc}") from None
+            if use is None or use.request_uid != request_uid:
+                raise BreakGlassError(replay_reason(token_id, use)) from None
+        except KubeApiError as exc:
+            raise BreakGlassError(f"single use cannot be recorded, so the token is not accepted: {exc}") from None
+
+
+def replay_reason(token_id: str, use: Use | None) -> str:
+    """The words for a token someone else used first."""
+    when, what = (use.used_at, use.what) if use is not None else ("?", "?")
+    return f"the token {token_id} was already used at {when} for {what} (break-glass approvals are single use)"
+
+
+class BreakGlassCommitter:
+    """Records the break-glass token an allowed decision relied on (a ``DecisionCommitter``)."""
+
+    name = "break_glass"
+
+    def __init__(self, ledger: BreakGlassLedger | None) -> None:
+        self._ledger = ledger
+
+    async def commit(self, request: AdmissionRequest, decision: Decision, policy_input: dict[str, Any]) -> str | None:
+        token_id = next((f.message for f in decision.by_mode(ANNOTATE) if f.rule == TOKEN_ANNOTATION), "")
+        if not token_id:
+            return None  # the policy did not rely on a break-glass approval
+        fact = (policy_input.get("facts") or {}).get("break_glass")
+        if not isinstance(fact, Mapping) or fact.get("valid") is not True or fact.get("id") != token_id:
+            return f"the policy relied on break-glass token {token_id!r}, which is not the verified one"
+        if self._ledger is None:
+            return "single use cannot be enforced: deployguard has no Kubernetes API access (kube_api)"
+        what = f"{request.kind} {request.namespace}/{request.name}"
+        try:
+            await self._ledger.record(token_id, request.uid, what)
+        except BreakGlassError as exc:
+            log.warning("break-glass token %s on %s not admitted: %s", token_id, what, exc)
+            return f"the break-glass approval on {what} was rejected: {exc}"
+        log.warning("BREAK-GLASS USED: token %s recorded as used by request %s for %s", token_id, request.uid, what)
+        return None
