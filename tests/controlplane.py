@@ -19,7 +19,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -596,6 +596,28 @@ class LocalControlPlane:
             interval=interval,
         )
         return last[0]
+
+    def switch_to(self, server: DeployguardServer, what: str, *, failure_policy: str = "Fail") -> None:
+        """Register ``server`` instead and wait until the API server really calls it.
+
+        Proof: the probe is denied and ``server`` (not another deployguard) logged it.
+        """
+        server.wait_ready()
+        self.register(server, failure_policy=failure_policy)
+        self.wait_for_probe(
+            lambda r: r.denied_by_deployguard and any(rec.get("dry_run") for rec in server.decisions()),
+            f"the {what} answering the API server",
+        )
+
+    @contextlib.contextmanager
+    def serving(self, server: DeployguardServer, what: str) -> Iterator[DeployguardServer]:
+        """Start ``server``, switch the API server to it, stop it afterwards (re-registering is the caller's)."""
+        server.start()
+        try:
+            self.switch_to(server, what)
+            yield server
+        finally:
+            server.stop()
 
     def wait_until_enforced(self, timeout: float = 60) -> KubectlResult:
         """Until deployguard denies the probe, i.e. the current registration is in effect."""

@@ -87,17 +87,10 @@ def governed(
     }
     server = DeployguardServer(control_plane.tools.deployguard, work, work / "logs", name="deployguard-governed",
                                kubeconfig=control_plane.kubeconfig, extra_config=extra)  # fmt: skip
-    server.start()
     try:
-        server.wait_ready()
-        control_plane.register(server, failure_policy="Fail")
-        control_plane.wait_for_probe(
-            lambda r: r.denied_by_deployguard and any(rec.get("dry_run") for rec in server.decisions()),
-            "the governed deployguard answering the API server",
-        )
-        yield server
+        with control_plane.serving(server, "governed deployguard"):
+            yield server
     finally:
-        server.stop()
         control_plane.register(control_plane.deployguard, failure_policy=control_plane.failure_policy)
         control_plane.wait_until_enforced()
 

@@ -62,17 +62,8 @@ def signing_deployguard(
         control_plane.tools.deployguard, tmp_path, tmp_path / "logs", name="deployguard-images",
         extra_config={"images": images, "policy": policy},
     )  # fmt: skip
-    server.start()
-    try:
-        server.wait_ready()
-        control_plane.register(server, failure_policy="Fail")
-        control_plane.wait_for_probe(
-            lambda r: r.denied_by_deployguard and any(rec["dry_run"] for rec in server.decisions()),
-            "the images deployguard answering the API server",
-        )
+    with control_plane.serving(server, "images deployguard"):
         yield server
-    finally:
-        server.stop()
 
 
 def test_unsigned_image_is_denied_and_signed_pinned_image_is_created(

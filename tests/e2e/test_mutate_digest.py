@@ -59,12 +59,7 @@ def mutating_deployguard(
     server.start()
     kubectl = control_plane.kubectl
     try:
-        server.wait_ready()
-        control_plane.register(server, failure_policy="Fail")
-        control_plane.wait_for_probe(
-            lambda r: r.denied_by_deployguard and any(rec["dry_run"] for rec in server.decisions()),
-            "the mutating deployguard's validating webhook answering the API server",
-        )
+        control_plane.switch_to(server, "mutating deployguard's validating webhook")
         argv = [
             *control_plane.tools.deployguard, "render", "webhook-config", "--mutating",
             "--url", server.url.replace("/validate", "/mutate"), "--ca-file", str(server.ca_file),

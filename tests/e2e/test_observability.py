@@ -41,17 +41,8 @@ def deployguard_with_events(
     """A second deployguard that may talk to the API server (kube_api.kubeconfig), registered instead."""
     server = DeployguardServer(control_plane.tools.deployguard, tmp_path, tmp_path / "logs",
                                name="deployguard-events", kubeconfig=control_plane.kubeconfig)  # fmt: skip
-    server.start()
-    try:
-        server.wait_ready()
-        control_plane.register(server, failure_policy="Fail")
-        control_plane.wait_for_probe(
-            lambda r: r.denied_by_deployguard and any(rec.get("dry_run") for rec in server.decisions()),
-            "the Events-enabled deployguard answering the API server",
-        )
+    with control_plane.serving(server, "Events-enabled deployguard"):
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_denial_leaves_a_kubernetes_event_on_the_workload(

@@ -61,17 +61,8 @@ def pull_deployguard(
         kubeconfig=control_plane.kubeconfig,
         extra_config={"images": images, "policy": {"directory": str(policies_allowing(host, tmp_path / "pol"))}},
     )  # fmt: skip
-    server.start()
-    try:
-        server.wait_ready()
-        control_plane.register(server, failure_policy="Fail")
-        control_plane.wait_for_probe(
-            lambda r: r.denied_by_deployguard and any(rec["dry_run"] for rec in server.decisions()),
-            "the pull-secret deployguard answering the API server",
-        )
+    with control_plane.serving(server, "pull-secret deployguard"):
         yield server
-    finally:
-        server.stop()
 
 
 def with_pull(obj: dict[str, Any], *, secret: str = "", account: str = "") -> dict[str, Any]:

@@ -21,12 +21,7 @@ def take_webhook_down(control_plane: LocalControlPlane, tmp_path: Path, failure_
     spare = DeployguardServer(control_plane.tools.deployguard, tmp_path, tmp_path / "logs", name="deployguard-spare")
     spare.start()
     try:
-        spare.wait_ready()
-        control_plane.register(spare, failure_policy=failure_policy)
-        control_plane.wait_for_probe(
-            lambda r: r.denied_by_deployguard and any(rec["dry_run"] for rec in spare.decisions()),
-            "the spare deployguard answering the API server",
-        )
+        control_plane.switch_to(spare, "spare deployguard", failure_policy=failure_policy)
     finally:
         spare.stop()
 

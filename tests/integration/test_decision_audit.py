@@ -4,65 +4,37 @@ from __future__ import annotations
 
 import json
 import ssl
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO
 from tests.factories import PINNED, admission_review, workload
-from tests.processes import Process, free_port, http_ok
+from tests.served import ServedDeployguard, serve_deployguard
 
 pytestmark = pytest.mark.integration
 
 
-class Served:
-    def __init__(self, process: Process, port: int, workdir: Path) -> None:
-        self.process, self.port, self.workdir = process, port, workdir
-        self.ca = workdir / "certs/dev/ca.crt"
-        self.base = f"https://localhost:{port}"
-        self.log = workdir / "decisions.jsonl"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, verify=ssl.create_default_context(cafile=str(self.ca)), timeout=30)
-
-    def records(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    workdir = tmp_path_factory.mktemp("audit")
-    port = free_port()
-    deployguard = Path(sys.executable).parent / "deployguard"
-    process = Process(
-        "deployguard",
-        [str(deployguard), "serve", "--dev-certs", "--port", str(port), "--host", "127.0.0.1",
-         "--cert", str(workdir / "certs/dev/tls.crt"), "--key", str(workdir / "certs/dev/tls.key"),
-         "--policies", str(REPO / "policies"), "--decision-log", str(workdir / "decisions.jsonl")],
-        workdir, env={"PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    served = Served(process, port, workdir)
-    try:
-        process.wait_until(
-            lambda: served.ca.exists() and http_ok(f"{served.base}/readyz", cafile=served.ca), 60, "ready"
-        )
-        yield served
-    finally:
-        process.stop()
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDeployguard]:
+    with serve_deployguard(tmp_path_factory.mktemp("audit")) as running:
+        yield running
 
 
-def test_n_requests_make_exactly_n_decision_lines_with_the_ids_we_were_given(served: Served) -> None:
-    before = len(served.records()) if served.log.exists() else 0
+def _client(served: ServedDeployguard) -> httpx.Client:
+    """A client of its own per test, closed by the test (the requests go over fresh connections)."""
+    return httpx.Client(base_url=served.base, verify=ssl.create_default_context(cafile=str(served.ca)), timeout=30)
+
+
+def test_n_requests_make_exactly_n_decision_lines_with_the_ids_we_were_given(served: ServedDeployguard) -> None:
+    before = len(served.decisions()) if (served.workdir / "decisions.jsonl").exists() else 0
     allowed = [admission_review(workload("Deployment", PINNED, name=f"ok-{i}")) for i in range(3)]
     denied = [admission_review(workload("Deployment", "nginx:latest", name=f"bad-{i}")) for i in range(3)]
     dry_run = [admission_review(workload("Deployment", "nginx:1.27", name=f"dry-{i}"), dry_run=True) for i in range(2)]
     malformed = [b"not json", b"{}", json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})]
     ids: list[str] = []
-    with served.client() as client:
+    with _client(served) as client:
         for doc in allowed + denied + dry_run:
             answer = client.post("/validate", json=doc)
             assert answer.status_code == 200, answer.text
@@ -77,7 +49,7 @@ def test_n_requests_make_exactly_n_decision_lines_with_the_ids_we_were_given(ser
             ids.append(answer.json()["decision_id"])
     n = len(allowed) + len(denied) + len(dry_run) + len(malformed)
 
-    records = served.records()[before:]
+    records = served.decisions()[before:]
 
     assert len(records) == n and len(set(ids)) == n
     assert [r["decision_id"] for r in records] == ids
@@ -94,9 +66,9 @@ def test_n_requests_make_exactly_n_decision_lines_with_the_ids_we_were_given(ser
     assert denial["release_id"] == "1.0.0" and denial["user"] == "alice" and denial["groups"] == ["devs"]
 
 
-def test_metrics_on_the_https_listener_count_what_was_answered(served: Served) -> None:
+def test_metrics_on_the_https_listener_count_what_was_answered(served: ServedDeployguard) -> None:
     def scrape() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        with served.client() as client:
+        with _client(served) as client:
             text = client.get("/metrics").text
         return {(s.name, frozenset(s.labels.items())): s.value
                 for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
@@ -104,7 +76,7 @@ def test_metrics_on_the_https_listener_count_what_was_answered(served: Served) -
     key = ("deployguard_admission_requests_total",
            frozenset({"operation": "CREATE", "kind": "Deployment", "decision": "denied", "dry_run": "false"}.items()))
     before = scrape()
-    with served.client() as client:
+    with _client(served) as client:
         for i in range(4):
             doc = admission_review(workload("Deployment", "nginx:latest", name=f"m-{i}"))
             assert client.post("/validate", json=doc).status_code == 200
