@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -51,8 +52,11 @@ def template_hash(template: PodTemplate | None) -> str:
     doc: dict[str, Any] = {}
     if template is not None:
         doc = {"labels": dict(template.labels), "annotations": dict(template.annotations), "spec": template.spec}
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    try:  # orjson: ~20x faster than json.dumps, and this runs on every review
+        canonical = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # e.g. an integer beyond 64 bits: still a stable, canonical form
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
 def _b64(data: bytes) -> str:

@@ -7,6 +7,7 @@ so that it is reported (decision warnings, ``windows status``) instead of ignore
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,14 +78,15 @@ class FileSource:
     def __init__(self, paths: Sequence[Path], *, optional: Sequence[Path] = ()) -> None:
         self._optional = frozenset(optional)  # absent is fine (the policy directory's change-windows.yaml)
         self._paths = tuple(optional) + tuple(paths)
+        self._names = tuple(str(p) for p in self._paths)
         self._stamp: tuple[tuple[float, int], ...] | None = None
         self._snapshot = Snapshot()
 
     def _stamps(self) -> tuple[tuple[float, int], ...]:
         result = []
-        for path in self._paths:
+        for path in self._names:
             try:
-                st = path.stat()
+                st = os.stat(path)  # on every request: os.stat on a str skips pathlib's overhead
                 result.append((st.st_mtime, st.st_size))
             except OSError:
                 result.append((-1.0, -1))

@@ -115,7 +115,10 @@ def local_time_facts(now: datetime, zone_name: str, settings: ChangeSettings) ->
     local = now.astimezone(zone)
     start, end = settings.business_hours
     off = local.weekday() not in settings.business_days or not start <= local.hour < end
-    return {"zone": zone_name, "weekday": local.strftime("%a"), "hour": local.hour, "off_hours": off}
+    return {"zone": zone_name, "weekday": _WEEKDAYS[local.weekday()], "hour": local.hour, "off_hours": off}
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # strftime("%a") in the C locale, without its cost
 
 
 def change_facts(

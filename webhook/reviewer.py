@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +51,7 @@ class Outcome:
 
 
 def new_decision_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()  # 64 random bits, as 16 hex characters
 
 
 class Reviewer:

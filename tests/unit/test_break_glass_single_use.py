@@ -271,3 +271,16 @@ async def test_a_committer_that_misses_the_deadline_denies() -> None:
     outcome = await commit_decision([committer], _request("t", "uid-1"), _decision(True), {}, time.perf_counter())
 
     assert not outcome.allowed and "within the request deadline" in outcome.message
+
+
+def test_only_a_token_to_check_against_the_ledger_means_io(key: Ed25519PrivateKey) -> None:
+    """Without a token (most requests) the gatherer runs inline in the review; with one, in its own Task."""
+    with_ledger = BreakGlassGatherer(BreakGlassSettings(), {"oncall": key.public_key()}, FakeKube())
+    without_ledger = BreakGlassGatherer(BreakGlassSettings(), {"oncall": key.public_key()}, None)
+    carrying = _subjects(_token(key))("uid-1")
+    request = parse_review(factories.admission_review(factories.workload("Deployment", NEW), uid="uid-2"))
+    plain = Subject(request=request, change=ChangeType.CREATE, template=carrying.template)
+    scale = Subject(request=carrying.request, change=ChangeType.SCALE, template=carrying.template)
+    assert with_ledger.needs_io(carrying) is True
+    assert with_ledger.needs_io(plain) is False and with_ledger.needs_io(scale) is False
+    assert without_ledger.needs_io(carrying) is False  # answered without I/O: "single use cannot be enforced"

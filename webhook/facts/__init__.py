@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Coroutine, Generator, Sequence
 from typing import Any, Protocol
 
 from webhook.policy_input import Subject
@@ -26,8 +27,10 @@ UNKNOWN = "unknown"
 class FactGatherer(Protocol):
     """One source of facts (registry, clock and calendars, Prometheus, Kubernetes API...).
 
-    A gatherer that never awaits I/O may set a class attribute ``eager = True``: it then
-    runs inline instead of in a Task of its own (cheaper on the warm path).
+    A gatherer that never awaits I/O may set a class attribute ``eager = True``; one that
+    needs I/O only for some requests may define ``needs_io(subject) -> bool``. Either way,
+    a gather without I/O runs inline instead of in a Task of its own (cheaper on the warm
+    path; see ``gather_facts``).
     """
 
     name: str
@@ -53,35 +56,75 @@ async def _timed(gatherer: FactGatherer, subject: Subject, timings: dict[str, fl
         timings[f"facts.{gatherer.name}"] = time.perf_counter() - started
 
 
+def runs_inline(gatherer: FactGatherer, subject: Subject) -> bool:
+    """True when the gatherer declares no I/O for this subject (``eager`` or ``needs_io``)."""
+    if getattr(gatherer, "eager", False):
+        return True
+    needs_io = getattr(gatherer, "needs_io", None)
+    return callable(needs_io) and not needs_io(subject)
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, Any], awaiting: Any) -> Generator[Any, Any, Any]:
+    """Go on with a coroutine that already ran up to its first suspension (as ``yield from`` would)."""
+    while True:
+        try:
+            sent = yield awaiting
+        except BaseException as exc:  # cancellation and timeouts are thrown into it
+            try:
+                awaiting = coroutine.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                awaiting = coroutine.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+async def _run_inline(gatherer: FactGatherer, subject: Subject, timings: dict[str, float], end: float) -> Any:
+    """Run a gather that declared no I/O inline: no Task, no loop turn when it keeps its word.
+
+    Its coroutine is stepped once by hand, which finishes it. Should it suspend after all,
+    it goes on under the deadline like any other fact (``asyncio.timeout``).
+    """
+    coroutine = _timed(gatherer, subject, timings)
+    try:
+        awaiting = coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    timeout = max(end - time.perf_counter(), 0.0)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _resume(coroutine, awaiting)
+    except TimeoutError:
+        timings[f"facts.{gatherer.name}"] = timeout
+        return unknown(f"{gatherer.name}: not gathered within the deadline ({timeout:.2f} s left)")
+
+
 async def gather_facts(
     gatherers: Sequence[FactGatherer], subject: Subject, timeout: float
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run every gatherer concurrently; whatever is not done by ``timeout`` is unknown.
 
-    Gatherers marked ``eager`` (pure computations, no I/O) are awaited inline in the
-    reviewer's own task, under the same deadline: no Task, no loop turn. I/O gatherers
-    each get a Task, started first so their I/O overlaps the inline work.
+    Gathers without I/O (``runs_inline``) run to completion inline in the reviewer's own
+    task: no Task, no loop turn. I/O gatherers each get a Task, started first so their
+    I/O overlaps the inline work.
     """
     if not gatherers:
         return {}, {}
     timings: dict[str, float] = {}
     end = time.perf_counter() + timeout
-    tasks = {
-        g.name: asyncio.ensure_future(_timed(g, subject, timings)) for g in gatherers if not getattr(g, "eager", False)
-    }
+    inline = [g for g in gatherers if runs_inline(g, subject)]
+    tasks = {g.name: asyncio.ensure_future(_timed(g, subject, timings)) for g in gatherers if g not in inline}
     facts: dict[str, Any] = {}
+    pending: set[asyncio.Future[Any]] = set()
     try:
-        for g in gatherers:
-            if getattr(g, "eager", False):
-                try:  # asyncio.timeout bounds it without a Task, should it ever suspend
-                    async with asyncio.timeout(max(end - time.perf_counter(), 0.0)):
-                        facts[g.name] = await _timed(g, subject, timings)
-                except TimeoutError:
-                    facts[g.name] = unknown(f"{g.name}: not gathered within the deadline ({timeout:.2f} s)")
-                    timings[f"facts.{g.name}"] = timeout
-        pending: set[asyncio.Future[Any]] = set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks.values(), timeout=max(end - time.perf_counter(), 0.0))
+        for g in inline:
+            facts[g.name] = await _run_inline(g, subject, timings, end)
+        if not tasks:
+            return facts, timings
+        _, pending = await asyncio.wait(tasks.values(), timeout=max(end - time.perf_counter(), 0.0))
     except asyncio.CancelledError:  # the review was cancelled: so is its I/O
         for task in tasks.values():
             task.cancel()

@@ -66,12 +66,22 @@ class BreakGlassGatherer:
         self._settings, self._keys, self._clock = settings, dict(keys), clock
         self._ledger = BreakGlassLedger(kube, settings.state_namespace, clock) if kube is not None else None
 
+    def _token(self, subject: Subject) -> Any:
+        annotations = metadata(subject.request.obj).get("annotations")
+        return annotations.get(self._settings.annotation) if isinstance(annotations, Mapping) else None
+
+    def _applies(self, subject: Subject, token: Any) -> bool:
+        return isinstance(token, str) and subject.change in (ChangeType.CREATE, ChangeType.ROLLOUT)
+
+    def needs_io(self, subject: Subject) -> bool:
+        """Only a token to check against the ledger of used tokens means I/O (most requests carry none)."""
+        return self._ledger is not None and self._applies(subject, self._token(subject))
+
     async def gather(self, subject: Subject) -> Any:
         req = subject.request
-        annotations = metadata(req.obj).get("annotations")
-        token = annotations.get(self._settings.annotation) if isinstance(annotations, Mapping) else None
+        token = self._token(subject)
         digest = template_hash(subject.template)
-        if not isinstance(token, str) or subject.change not in (ChangeType.CREATE, ChangeType.ROLLOUT):
+        if not self._applies(subject, token):
             return {"present": isinstance(token, str), "valid": False, "template_hash": digest, "error": "not used"}
         try:
             approval = verify(
