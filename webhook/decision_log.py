@@ -21,6 +21,8 @@ class DecisionLog:
 
     def __init__(self, path: Path | None = None, *, stream: IO[str] | None = None, fsync: bool = False) -> None:
         self._stream = stream if stream is not None else sys.stdout
+        # stdout as bytes: no decode and no text layer for the one line per request
+        self._bytes: IO[bytes] | None = getattr(sys.stdout, "buffer", None) if stream is None else None
         self._path = path
         self._fsync = fsync
         self._lock = threading.Lock()
@@ -46,8 +48,12 @@ class DecisionLog:
     def write(self, record: dict[str, Any]) -> None:
         line = orjson.dumps(record, default=str) + b"\n"
         with self._lock:
-            self._stream.write(line.decode())
-            self._stream.flush()
+            if self._bytes is not None:
+                self._bytes.write(line)
+                self._bytes.flush()
+            else:
+                self._stream.write(line.decode())
+                self._stream.flush()
             sink = self._sink()
             if sink is not None:
                 sink.write(line)

@@ -2,10 +2,10 @@
 
 Malformed calls get an HTTP 4xx with the reason; policy denials are normal 200
 answers with ``allowed: false``. ``POST /validate``, the one hot endpoint, is answered
-by a plain ASGI handler in front of FastAPI's routing (``ValidateFastPath``): per
-request, routing and dependency solving cost more than deciding a rollout's repeat.
-FastAPI still serves everything else, documents /validate in the OpenAPI schema, and
-its error middleware still wraps the fast path.
+by a plain ASGI handler in front of FastAPI (``ValidateFastPath``): per request,
+FastAPI's middleware, routing and dependency solving cost more than deciding a
+rollout's repeat. FastAPI serves everything else and documents /validate in the
+OpenAPI schema; an exception escaping the fast path becomes uvicorn's 500.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def create_app(
     lifespan_tasks: Callable[[], AsyncIterator[None]] | None = None,
     metrics: MetricsEndpoint | None = None,
     mutator: Mutator | None = None,
-) -> FastAPI:
+) -> ValidateFastPath:
     """Build the ASGI app; ``lifespan_tasks`` runs background work (reloaders) while serving."""
 
     @asynccontextmanager
@@ -182,10 +182,6 @@ def create_app(
             yield
 
     app = FastAPI(title="deployguard", docs_url=None, redoc_url=None, lifespan=lifespan)
-
-    app.add_middleware(
-        ValidateFastPath, reviewer=reviewer, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth
-    )
 
     @app.post("/validate", openapi_extra=VALIDATE_OPENAPI)
     async def validate(request: Request) -> Response:
@@ -233,4 +229,4 @@ def create_app(
             body["last_policy_error"] = store.last_error
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    return app
+    return ValidateFastPath(app, reviewer, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth)

@@ -4,7 +4,9 @@ memoised image parsing, cached metric children, the serving event loop."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,8 @@ from prometheus_client import REGISTRY
 
 from tests import factories
 from webhook.admission import parse_review
-from webhook.calendar_sources import Snapshot
+from webhook.audit_record import utc_now
+from webhook.calendar_sources import FileSource, Snapshot
 from webhook.change_calendar import parse_object
 from webhook.errors import ConfigError
 from webhook.facts import gather_facts
@@ -217,3 +220,32 @@ def test_the_event_loop_setting() -> None:
     assert event_loop_factory("uvloop") is uvloop.new_event_loop
     with pytest.raises(ConfigError, match=r"server\.event_loop"):
         event_loop_factory("trio")
+
+
+FREEZE_FILE = """windows:
+  - kind: ClusterChangeFreeze
+    metadata: {name: %s}
+    spec: {reason: year end, declaredBy: sre, start: "2026-12-20T00:00:00Z", end: "2027-01-02T00:00:00Z"}
+"""
+
+
+def test_calendar_files_are_checked_at_most_every_recheck_interval(tmp_path: Path) -> None:
+    path = tmp_path / "windows.yaml"
+    path.write_text(FREEZE_FILE % "holidays")
+    now = [100.0]
+    source = FileSource([path], recheck_seconds=1.0, clock=lambda: now[0])
+    first = source.snapshot()
+    assert [e.name for e in first.entries] == ["holidays"], first
+    path.write_text(FREEZE_FILE % "year-end-freeze")
+    now[0] += 0.5
+    assert source.snapshot() is first  # inside the interval: no stat, the same snapshot
+    now[0] += 0.6
+    assert [e.name for e in source.snapshot().entries] == ["year-end-freeze"]
+    assert source.snapshot() is source.snapshot()
+
+
+def test_utc_now_keeps_its_format() -> None:
+    stamp = utc_now()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
