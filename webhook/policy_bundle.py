@@ -70,6 +70,16 @@ def _policy_files(directory: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file() and not _hidden(p, directory))
 
 
+def directory_stamp(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """Names, sizes, mtimes and inodes of the policy files: changes whenever a file does,
+    without reading any (the poll every few seconds then costs stat calls, not a YAML parse)."""
+    stamp = []
+    for path in _policy_files(directory):
+        st = path.stat()
+        stamp.append((path.relative_to(directory).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(stamp)
+
+
 def _merge(into: dict[str, Any], new: dict[str, Any], where: str) -> None:
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):

@@ -1,7 +1,8 @@
 """Keep the engine serving the newest policy revision that compiles.
 
 Polls the policy directory (Kubernetes ConfigMap volumes swap a symlink, which
-inotify-style watchers miss), hashes its content, and loads a changed revision. A
+inotify-style watchers miss): when any file's name, size, mtime or inode changed, it
+reads and hashes the content and loads a changed revision. A
 revision that fails to compile is reported with the compiler's message while the
 previous one keeps serving.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from webhook.engines import PolicyEngine
 from webhook.errors import PolicyLoadError
-from webhook.policy_bundle import load_bundle
+from webhook.policy_bundle import directory_stamp, load_bundle
 
 log = logging.getLogger("deployguard.policy")
 
@@ -33,14 +34,22 @@ class PolicyStore:
         self.last_error = ""
         self.rejected_revisions = 0
         self._failed: tuple[str, float] = ("", 0.0)
+        self._serving_stamp: tuple[tuple[str, int, int, int], ...] | None = None
 
     async def reload(self) -> bool:
         """Load the directory if its content changed; True when a new revision now serves."""
+        try:
+            stamp = directory_stamp(self.directory)
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp == self._serving_stamp and self.engine.revision:
+            return False  # no file changed since the serving revision was read
         try:
             bundle = load_bundle(self.directory)
         except (PolicyLoadError, OSError) as exc:
             return self._reject(str(exc), "")
         if bundle.revision == self.engine.revision:
+            self._serving_stamp = stamp
             return False
         failed_revision, failed_at = self._failed
         if bundle.revision == failed_revision and time.monotonic() - failed_at < self.retry_failed_after:
@@ -51,6 +60,7 @@ class PolicyStore:
             self._failed = (bundle.revision, time.monotonic())
             return self._reject(str(exc), bundle.revision)
         self.last_error = ""
+        self._serving_stamp = stamp
         log.info("policy revision %s now serving (engine %s, %s)", bundle.revision, self.engine.name, self.directory)
         return True
 
