@@ -122,12 +122,15 @@ class KubeCalendarSource:
     def _api(self) -> Any:
         from kubernetes import client, config
 
+        configuration = client.Configuration()
         if self._kubeconfig is not None:
-            api_client = config.new_client_from_config(config_file=str(self._kubeconfig))  # type: ignore[no-untyped-call]
+            config.load_kube_config(config_file=str(self._kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api_client = client.ApiClient()
-        return client.CustomObjectsApi(api_client)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        # _run retries with backoff and says so once; urllib3's own retries would log a
+        # warning per attempt, in a loop, for as long as the API server is down.
+        configuration.retries = False
+        return client.CustomObjectsApi(client.ApiClient(configuration))
 
     def _run(self, resource: Resource) -> None:
         api: Any = None
