@@ -109,14 +109,11 @@ class KubernetesCertificateStore:
     """CertificateStore on the official Kubernetes client (kubeconfig or in-cluster)."""
 
     def __init__(self, namespace: str, kubeconfig: Path | None = None, timeout_seconds: float = 10.0) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        if kubeconfig is not None:
-            api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        else:
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            api_client = client.ApiClient(configuration)
+        from webhook.kube_client import api_client as make_api_client
+
+        api_client = make_api_client(kubeconfig, urllib3_retries=True)  # a one-shot Job: retry transient errors
         self._core = client.CoreV1Api(api_client)
         self._admission = client.AdmissionregistrationV1Api(api_client)
         self._namespace = namespace

@@ -132,15 +132,11 @@ class KubernetesEventSink:
 
     def _client(self) -> Any:
         if self._api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            if self._kubeconfig is not None:
-                api_client = config.new_client_from_config(config_file=str(self._kubeconfig))  # type: ignore[no-untyped-call]
-            else:
-                configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                api_client = client.ApiClient(configuration)
-            self._api = client.CoreV1Api(api_client)
+            from webhook.kube_client import api_client
+
+            self._api = client.CoreV1Api(api_client(self._kubeconfig))  # best effort: no urllib3 retries
         return self._api
 
     def create(self, namespace: str, body: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook.calendar_sources import Problem, Snapshot, parse_items
+from webhook.kube_client import api_client
 
 log = logging.getLogger("deployguard.windows")
 
@@ -120,17 +121,9 @@ class KubeCalendarSource:
     # -- the I/O
 
     def _api(self) -> Any:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        configuration = client.Configuration()
-        if self._kubeconfig is not None:
-            config.load_kube_config(config_file=str(self._kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        # _run retries with backoff and says so once; urllib3's own retries would log a
-        # warning per attempt, in a loop, for as long as the API server is down.
-        configuration.retries = False
-        return client.CustomObjectsApi(client.ApiClient(configuration))
+        return client.CustomObjectsApi(api_client(self._kubeconfig))  # urllib3 retries off: _run backs off
 
     def _run(self, resource: Resource) -> None:
         api: Any = None

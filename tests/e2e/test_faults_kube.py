@@ -143,6 +143,8 @@ async def test_api_down_keeps_the_last_known_freeze_reports_staleness_and_reconn
         await driver
     finally:
         server.stop()
+    assert server.process is not None
+    server_log = server.process.log_path.read_text(errors="replace")
 
     for phase in ("listing", "frozen", "api down", "stale", "restarting", "recovered"):
         print(load.summary(phase), "| allowed:", sum(bool(a.allowed) for a in load.of(phase)))
@@ -163,3 +165,6 @@ async def test_api_down_keeps_the_last_known_freeze_reports_staleness_and_reconn
     recovered = load.of("recovered")
     assert recovered and all(a.allowed and STALE not in text(a) for a in recovered), text(recovered[0])
     assert decision_lines(server) == len(load.answered())
+    # While the API server was down the watch said so once per change, not once per urllib3 retry.
+    assert "Retrying (Retry(" not in server_log, [line for line in server_log.splitlines() if "Retrying" in line][:2]
+    assert server_log.count("cannot list/watch changefreezes") <= 5, server_log[-3000:]
