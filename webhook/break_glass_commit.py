@@ -14,11 +14,12 @@ loser's create gets 409 and its answer flips to deny.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook.admission import AdmissionRequest
@@ -28,6 +29,7 @@ from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
 
 log = logging.getLogger("deployguard.break_glass")
 _USED = "deployguard.io/break-glass-"  # annotation prefix on the Lease that records a use
+LEDGER_LABELS = {"app.kubernetes.io/managed-by": "deployguard", "deployguard.io/ledger": "break-glass"}
 TOKEN_ANNOTATION = "break-glass-token"  # the decision annotation naming the token it relied on
 
 
@@ -65,23 +67,27 @@ class BreakGlassLedger:
         return Use(str(data.get(_USED + "request-uid", "")), str(data.get(_USED + "object", "?")),
                    str(data.get(_USED + "used-at", "?")))  # fmt: skip
 
-    async def record(self, token_id: str, request_uid: str, what: str) -> None:
+    async def record(self, token_id: str, request_uid: str, what: str, expires_at: str = "") -> None:
         """Record the use; BreakGlassError if another request used it or it cannot be recorded.
 
-        The same request uid again (the API server retrying one request) is not a replay."""
+        The same request uid again (the API server retrying one request) is not a replay.
+        ``expires_at`` (the token's expiry, ISO 8601) tells ``sweep`` when the record may go."""
+        annotations = {
+            _USED + "token-id": token_id,
+            _USED + "request-uid": request_uid,
+            _USED + "object": what,
+            _USED + "used-at": self._clock().isoformat(),
+        }
+        if expires_at:
+            annotations[_USED + "expires-at"] = expires_at
         record = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {
                 "name": self.lease_name(token_id),
                 "namespace": self._namespace,
-                "labels": {"app.kubernetes.io/managed-by": "deployguard"},
-                "annotations": {
-                    _USED + "token-id": token_id,
-                    _USED + "request-uid": request_uid,
-                    _USED + "object": what,
-                    _USED + "used-at": self._clock().isoformat(),
-                },
+                "labels": dict(LEDGER_LABELS),
+                "annotations": annotations,
             },
             "spec": {"holderIdentity": request_uid},
         }
@@ -97,6 +103,54 @@ class BreakGlassLedger:
         except KubeApiError as exc:
             raise BreakGlassError(f"single use cannot be recorded, so the token is not accepted: {exc}") from None
 
+    async def sweep(self, *, keep_after_expiry: timedelta, max_ttl: timedelta) -> int:
+        """Delete the records of tokens that expired more than ``keep_after_expiry`` ago; how many went.
+
+        A record's token expiry is its ``expires-at``, or at the latest ``used-at`` plus the
+        longest lifetime a token may have (``max_ttl``). A record that cannot be read is kept:
+        deleting one too early would let its token be replayed."""
+        selector = ",".join(f"{k}={v}" for k, v in LEDGER_LABELS.items())
+        leases = await self._kube.get(self._path, params={"labelSelector": selector})
+        now, deleted = self._clock(), 0
+        for lease in leases.get("items") or []:
+            meta = lease.get("metadata") or {}
+            expiry = _expiry(meta.get("annotations") or {}, max_ttl)
+            if expiry is None or now < expiry + keep_after_expiry:
+                continue
+            try:
+                await self._kube.delete(
+                    f"{self._path}/{meta.get('name')}", resource_version=meta.get("resourceVersion", "")
+                )
+                deleted += 1
+            except KubeApiError as exc:  # gone already (another replica swept it) or changed: next sweep
+                log.info("break-glass ledger: %s not deleted: %s", meta.get("name"), exc)
+        return deleted
+
+    async def sweep_forever(self, *, interval: float, keep_after_expiry: timedelta, max_ttl: timedelta) -> None:
+        """Sweep every ``interval`` seconds (each replica: a lost race is a 404, nothing more)."""
+        while True:
+            try:
+                deleted = await self.sweep(keep_after_expiry=keep_after_expiry, max_ttl=max_ttl)
+                if deleted:
+                    log.info("break-glass ledger: deleted %d record(s) of expired tokens", deleted)
+            except KubeApiError as exc:
+                log.warning("break-glass ledger: cannot sweep expired records: %s", exc)
+            await asyncio.sleep(interval)
+
+
+def _expiry(annotations: Mapping[str, Any], max_ttl: timedelta) -> datetime | None:
+    """When the recorded token expires (at the latest), or None when the record cannot say."""
+    for key, extra in ((_USED + "expires-at", timedelta(0)), (_USED + "used-at", max_ttl)):
+        value = annotations.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        try:
+            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)) + extra
+    return None
+
 
 def replay_reason(token_id: str, use: Use | None) -> str:
     """The words for a token someone else used first."""
@@ -104,13 +158,32 @@ def replay_reason(token_id: str, use: Use | None) -> str:
     return f"the token {token_id} was already used at {when} for {what} (break-glass approvals are single use)"
 
 
+@dataclass(frozen=True)
+class LedgerSweep:
+    """How often the ledger drops records of expired tokens (break_glass settings)."""
+
+    interval_seconds: float
+    keep_after_expiry_seconds: float
+    max_ttl_seconds: float
+
+
 class BreakGlassCommitter:
     """Records the break-glass token an allowed decision relied on (a ``DecisionCommitter``)."""
 
     name = "break_glass"
 
-    def __init__(self, ledger: BreakGlassLedger | None) -> None:
-        self._ledger = ledger
+    def __init__(self, ledger: BreakGlassLedger | None, sweep: LedgerSweep | None = None) -> None:
+        self._ledger, self._sweep = ledger, sweep
+
+    async def maintain(self) -> None:
+        """While serving: delete the ledger's records of expired tokens now and then."""
+        if self._ledger is None or self._sweep is None or self._sweep.interval_seconds <= 0:
+            return
+        await self._ledger.sweep_forever(
+            interval=self._sweep.interval_seconds,
+            keep_after_expiry=timedelta(seconds=self._sweep.keep_after_expiry_seconds),
+            max_ttl=timedelta(seconds=self._sweep.max_ttl_seconds),
+        )
 
     async def commit(self, request: AdmissionRequest, decision: Decision, policy_input: dict[str, Any]) -> str | None:
         token_id = next((f.message for f in decision.by_mode(ANNOTATE) if f.rule == TOKEN_ANNOTATION), "")
@@ -123,7 +196,7 @@ class BreakGlassCommitter:
             return "single use cannot be enforced: deployguard has no Kubernetes API access (kube_api)"
         what = f"{request.kind} {request.namespace}/{request.name}"
         try:
-            await self._ledger.record(token_id, request.uid, what)
+            await self._ledger.record(token_id, request.uid, what, str(fact.get("expires") or ""))
         except BreakGlassError as exc:
             log.warning("break-glass token %s on %s not admitted: %s", token_id, what, exc)
             return f"the break-glass approval on {what} was rejected: {exc}"

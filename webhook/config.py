@@ -192,6 +192,10 @@ class BreakGlassSettings:
     annotation: str = "deployguard.io/break-glass"
     state_namespace: str = "deployguard-system"  # where used token ids are recorded (Leases; the release namespace)
     max_ttl_seconds: int = 4 * 3600
+    # Used-token Leases are deleted this long after their token expired (an expired token is
+    # refused anyway; the margin covers clock skew); checked every sweep interval (0: never).
+    ledger_keep_after_expiry_seconds: int = 3600
+    ledger_sweep_interval_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,11 @@ class KubeApi:
     async def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", path, json=obj)
 
+    async def delete(self, path: str, *, resource_version: str = "") -> None:
+        """Delete; with ``resource_version``, only the version read (another writer's change wins)."""
+        body = {"preconditions": {"resourceVersion": resource_version}} if resource_version else None
+        await self._request("DELETE", path, json=body)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -91,6 +91,9 @@ async def run_server(settings: Settings, sockets: list[socket.socket] | None = N
         tasks = [asyncio.create_task(store.watch())]
         tasks += [asyncio.create_task(r.watch()) for r in reloader_box]
         tasks += [asyncio.create_task(task()) for task in observability.tasks]
+        # Committers' upkeep while serving (the break-glass ledger drops records of expired tokens).
+        upkeep = [m for c in reviewer.committers if callable(m := getattr(c, "maintain", None))]
+        tasks += [asyncio.create_task(maintain()) for maintain in upkeep]
         watchers = [g for g in reviewer.gatherers if callable(getattr(g, "start", None))]  # e.g. the windows watch
         for watcher in watchers:
             watcher.start()  # type: ignore[attr-defined]

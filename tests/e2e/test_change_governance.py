@@ -28,6 +28,9 @@ import yaml
 
 from tests.controlplane import WEBHOOK_NAMESPACE, DeployguardServer, Kubectl, KubectlResult, LocalControlPlane
 from tests.factories import workload
+from webhook.break_glass import BreakGlassError
+from webhook.break_glass_commit import BreakGlassLedger
+from webhook.kube_api import KubeApi
 
 pytestmark = pytest.mark.e2e
 
@@ -255,6 +258,10 @@ def test_a_break_glass_token_admits_the_frozen_rollout_once_and_a_replay_is_deni
     assert [u["deployguard.io/break-glass-object"] for u in used] == [f"Deployment {namespace}/web"], (
         "recorded via the API"
     )
+    expires = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"]
+    assert used[0]["deployguard.io/break-glass-expires-at"] == (
+        datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")
+    ), "the record says when it may be swept"
 
     # Replay: the same approval on the same object and template, once more (deleted and created again).
     deleted = kubectl("delete", "deployment", "web", "-n", namespace, "--wait=true")
@@ -423,3 +430,26 @@ def test_a_break_glass_token_on_a_change_denied_for_another_reason_is_not_used_u
 
     assert replayed.denied_by_deployguard, replayed
     assert "[break_glass]" in replayed.stderr and "already used" in replayed.stderr, replayed
+
+
+async def test_the_ledger_sweep_deletes_records_of_expired_tokens_only(control_plane: LocalControlPlane) -> None:
+    """Through the real API server: list by label, delete with a resourceVersion precondition."""
+    now = datetime.now(UTC)
+    kube = KubeApi.from_kubeconfig(control_plane.kubeconfig)
+    ledger = BreakGlassLedger(kube, WEBHOOK_NAMESPACE, clock=lambda: now)
+    stamp = f"{time.time_ns()}"
+    expired, current = f"sweep-expired-{stamp}", f"sweep-current-{stamp}"
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    await ledger.record(expired, "uid-1", "Deployment shop/a", (now - timedelta(hours=2)).strftime(iso))
+    await ledger.record(current, "uid-2", "Deployment shop/b", (now + timedelta(minutes=30)).strftime(iso))
+
+    deleted = await ledger.sweep(keep_after_expiry=timedelta(hours=1), max_ttl=timedelta(hours=4))
+
+    assert deleted >= 1
+    assert await ledger.use_of(expired) is None
+    kept = await ledger.use_of(current)
+    assert kept is not None and kept.request_uid == "uid-2"
+    # A replay of the still-valid token is still caught after the sweep.
+    with pytest.raises(BreakGlassError, match="already used"):
+        await ledger.record(current, "uid-3", "Deployment shop/b")
+    await kube.aclose()

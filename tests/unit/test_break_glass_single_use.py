@@ -13,7 +13,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ from tests import factories
 from tests.unit.conftest import CapturedLog
 from webhook.admission import AdmissionRequest, parse_review
 from webhook.break_glass import new_claims, sign, template_hash
-from webhook.break_glass_commit import BreakGlassCommitter, BreakGlassLedger
+from webhook.break_glass_commit import TOKEN_ANNOTATION, BreakGlassCommitter, BreakGlassLedger, LedgerSweep
 from webhook.committers import commit_decision
 from webhook.config import AdmissionSettings, BreakGlassSettings, PolicySettings
-from webhook.decision import Decision, Finding
+from webhook.decision import ANNOTATE, Decision, Finding
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.facts.break_glass import BreakGlassGatherer
 from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
@@ -62,9 +62,19 @@ class FakeKube(KubeApi):
         return obj
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        if params and "labelSelector" in params:  # a list
+            wanted = dict(pair.split("=") for pair in params["labelSelector"].split(","))
+            items = [o for k, o in self.objects.items() if k.startswith(path + "/")
+                     and wanted.items() <= (o["metadata"].get("labels") or {}).items()]  # fmt: skip
+            return {"items": copy.deepcopy(items)}
         if self.stale_reads or path not in self.objects:
             raise NotFound(f"GET {path}: not found")
         return self.objects[path]
+
+    async def delete(self, path: str, *, resource_version: str = "") -> None:
+        if path not in self.objects:
+            raise NotFound(f"DELETE {path}: not found")
+        del self.objects[path]
 
 
 def _request(token: str, uid: str, image: str = NEW, *, dry_run: bool = False) -> AdmissionRequest:
@@ -284,3 +294,41 @@ def test_only_a_token_to_check_against_the_ledger_means_io(key: Ed25519PrivateKe
     assert with_ledger.needs_io(carrying) is True
     assert with_ledger.needs_io(plain) is False and with_ledger.needs_io(scale) is False
     assert without_ledger.needs_io(carrying) is False  # answered without I/O: "single use cannot be enforced"
+
+
+async def test_the_sweep_deletes_records_of_tokens_expired_beyond_the_margin_and_keeps_the_rest() -> None:
+    kube = FakeKube()
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    ledger = BreakGlassLedger(kube, "deployguard-system", clock=lambda: now)
+    await ledger.record("expired-long-ago", "u1", "Deployment shop/a", "2026-11-27T09:00:00Z")
+    await ledger.record("expired-within-margin", "u2", "Deployment shop/b", "2026-11-27T11:30:00Z")
+    await ledger.record("valid", "u3", "Deployment shop/c", "2026-11-27T13:00:00Z")
+    await ledger.record("no-expiry-old", "u4", "Deployment shop/d")  # used-at + max TTL decides
+    for obj in kube.objects.values():
+        annotations = obj["metadata"]["annotations"]
+        if annotations["deployguard.io/break-glass-token-id"] == "no-expiry-old":
+            annotations["deployguard.io/break-glass-used-at"] = "2026-11-27T06:00:00+00:00"
+        obj["metadata"]["resourceVersion"] = "1"
+    await ledger.record("unreadable", "u5", "Deployment shop/e", "not a time")
+    kube.objects[f"{ledger._path}/unrelated"] = {"metadata": {"name": "unrelated", "labels": {"app": "other"},
+                                                               "annotations": {}}}  # fmt: skip
+
+    deleted = await ledger.sweep(keep_after_expiry=timedelta(hours=1), max_ttl=timedelta(hours=4))
+
+    assert deleted == 2
+    token_ids = (o["metadata"]["annotations"].get("deployguard.io/break-glass-token-id") for o in kube.objects.values())
+    left = set(token_ids)
+    assert left == {"expired-within-margin", "valid", "unreadable", None}
+
+
+async def test_the_committer_records_the_tokens_expiry_and_upkeep_can_be_off(key: Ed25519PrivateKey) -> None:
+    kube = FakeKube()
+    sweep = LedgerSweep(interval_seconds=0, keep_after_expiry_seconds=3600, max_ttl_seconds=4 * 3600)
+    committer = BreakGlassCommitter(BreakGlassLedger(kube, "deployguard-system"), sweep)
+    await asyncio.wait_for(committer.maintain(), 1)  # interval 0: returns at once
+    fact = {"valid": True, "id": "tok-1", "expires": "2026-11-27T13:00:00Z"}
+    decision = Decision(decision_id="d", allowed=True, subject="Deployment shop/web",
+                        findings=(Finding(TOKEN_ANNOTATION, "tok-1", "", ANNOTATE),))  # fmt: skip
+    assert await committer.commit(_request("t", "uid-9"), decision, {"facts": {"break_glass": fact}}) is None
+    (lease,) = kube.objects.values()
+    assert lease["metadata"]["annotations"]["deployguard.io/break-glass-expires-at"] == "2026-11-27T13:00:00Z"

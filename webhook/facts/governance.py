@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webhook.break_glass_commit import BreakGlassCommitter, BreakGlassLedger
+from webhook.break_glass_commit import BreakGlassCommitter, BreakGlassLedger, LedgerSweep
 from webhook.committers import DecisionCommitter
 from webhook.config import Settings
 from webhook.facts import FactGatherer
@@ -33,5 +33,7 @@ def governance_gatherers(settings: Settings) -> list[FactGatherer]:
 def governance_committers(settings: Settings) -> list[DecisionCommitter]:
     """The break-glass committer: records a used token after an allowed decision (single use)."""
     kube = make_kube_api(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
-    ledger = BreakGlassLedger(kube, settings.break_glass.state_namespace) if kube is not None else None
-    return [BreakGlassCommitter(ledger)]
+    bg = settings.break_glass
+    ledger = BreakGlassLedger(kube, bg.state_namespace) if kube is not None else None
+    sweep = LedgerSweep(bg.ledger_sweep_interval_seconds, bg.ledger_keep_after_expiry_seconds, bg.max_ttl_seconds)
+    return [BreakGlassCommitter(ledger, sweep)]
