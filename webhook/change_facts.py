@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -121,6 +122,18 @@ def local_time_facts(now: datetime, zone_name: str, settings: ChangeSettings) ->
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # strftime("%a") in the C locale, without its cost
 
 
+NO_LABELS: Mapping[str, str] = MappingProxyType({})  # labels not read (no Kubernetes API), or none
+
+
+def criticality(workload: str, namespace: str, levels: tuple[str, ...]) -> str:
+    """The higher of the workload's and the namespace's criticality (by ``levels``), so that a
+    workload's own label can raise it but never lower what its namespace says."""
+    known = [c for c in (workload, namespace) if c in levels]
+    if known:
+        return max(known, key=levels.index)
+    return workload or namespace
+
+
 def change_facts(
     old_obj: Mapping[str, Any] | None,
     new_obj: Mapping[str, Any] | None,
@@ -130,8 +143,12 @@ def change_facts(
     labels: Mapping[str, str],
     now: datetime,
     settings: ChangeSettings,
+    namespace_labels: Mapping[str, str] | None = NO_LABELS,
 ) -> dict[str, Any]:
-    """``input.facts.change``: what the risk score weighs. ``old_obj`` is None on create."""
+    """``input.facts.change``: what the risk score weighs. ``old_obj`` is None on create.
+
+    ``namespace_labels`` None: the namespace's labels could not be read (its criticality
+    is then "unknown" and the workload's label alone counts)."""
     old_c, new_c = _containers(old), _containers(new)
     images_changed = sorted(n for n, c in new_c.items() if old_c.get(n, {}).get("image") != c.get("image"))
     major_jumps = []
@@ -170,7 +187,14 @@ def change_facts(
         "max_unavailable_all": max_unavailable_all(new_obj),
         "privileged_added": privileged_added,
         "host_settings_added": host_added,
-        "criticality": labels.get(settings.criticality_label, ""),
+        "criticality": criticality(
+            labels.get(settings.criticality_label, ""),
+            (namespace_labels or {}).get(settings.criticality_label, ""),
+            settings.criticality_levels,
+        ),
+        "namespace_criticality": "unknown"
+        if namespace_labels is None
+        else namespace_labels.get(settings.criticality_label, ""),
         "diff_size": diff_size(old, new) if old_obj is not None else 0,
         "local_time": local_time_facts(now, zone, settings),
     }

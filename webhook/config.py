@@ -178,6 +178,10 @@ class ChangeSettings:
     default_time_zone: str = "UTC"  # the team's IANA zone when the workload names none
     time_zone_label: str = "deployguard.io/time-zone"  # workload label or annotation naming the team's zone
     criticality_label: str = "deployguard.io/criticality"
+    # Lowest to highest. The namespace's label counts too (read through kube_api): the
+    # higher of the two wins, so a workload cannot lower its own criticality.
+    criticality_levels: tuple[str, ...] = ("low", "medium", "high", "critical")
+    namespace_labels_ttl_seconds: float = 60.0
     business_hours: tuple[int, int] = (9, 18)  # local [start, end) hours on business days
     business_days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
 

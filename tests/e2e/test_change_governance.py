@@ -87,6 +87,7 @@ def governed(
         "windows": {"watch_kubernetes": True, "resync_seconds": 30, "stale_after_seconds": 20},
         "break_glass": {"public_keys": {"oncall": str(approver[1])}},
         "policy": {"directory": str(policies), "reload_interval_seconds": 0.5},
+        "change": {"namespace_labels_ttl_seconds": 1},
     }
     server = DeployguardServer(control_plane.tools.deployguard, work, work / "logs", name="deployguard-governed",
                                kubeconfig=control_plane.kubeconfig, extra_config=extra)  # fmt: skip
@@ -453,3 +454,25 @@ async def test_the_ledger_sweep_deletes_records_of_expired_tokens_only(control_p
     with pytest.raises(BreakGlassError, match="already used"):
         await ledger.record(current, "uid-3", "Deployment shop/b")
     await kube.aclose()
+
+
+def test_a_namespace_marked_critical_raises_the_risk_of_its_workloads_whatever_they_say(
+    kubectl: Kubectl, governed: DeployguardServer, namespace: str
+) -> None:
+    calm = workload("Deployment", V1, namespace=namespace)
+    created = kubectl.apply(calm)
+    assert created.ok and "[risk_notice]" not in created.stderr, created  # off-hours alone stays below warn (30)
+
+    labelled = kubectl("label", "namespace", namespace, "deployguard.io/criticality=critical")
+    assert labelled.ok, labelled
+    sneaky = workload("Deployment", V1, name="api", namespace=namespace)
+    sneaky["metadata"]["labels"] = {"app": "api", "deployguard.io/criticality": "low"}  # it tries to talk itself down
+
+    def warned() -> KubectlResult | None:  # namespace labels are cached (1 s here)
+        sneaky["metadata"]["name"] = f"api-{time.monotonic_ns()}"
+        result = kubectl.apply(sneaky)
+        assert result.ok, result
+        return result if "[risk_notice]" in result.stderr else None
+
+    result = _until(warned, "the namespace's criticality to reach the risk score")
+    assert "criticality critical" in result.stderr, result

@@ -11,19 +11,20 @@ from webhook.facts.budgets import BudgetGatherer
 from webhook.facts.change import ChangeGatherer
 from webhook.facts.rollback import RollbackGatherer
 from webhook.kube_api import make_kube_api
+from webhook.namespace_labels import NamespaceLabels
 from webhook.slo import load_slos
 from webhook.workloads import WorkloadKinds
 
 
 def governance_gatherers(settings: Settings) -> list[FactGatherer]:
     """``change`` always; ``budgets`` with Prometheus and SLOs; rollback and break-glass with the Kubernetes API."""
-    gatherers: list[FactGatherer] = [
-        ChangeGatherer(settings.change, WorkloadKinds.with_custom(settings.admission.custom_kinds))
-    ]
+    kube = make_kube_api(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
+    namespaces = NamespaceLabels(kube, ttl_seconds=settings.change.namespace_labels_ttl_seconds) if kube else None
+    kinds = WorkloadKinds.with_custom(settings.admission.custom_kinds)
+    gatherers: list[FactGatherer] = [ChangeGatherer(settings.change, kinds, namespaces=namespaces)]
     budgets = settings.budgets
     if budgets.prometheus_url and budgets.slo_file is not None:
         gatherers.append(BudgetGatherer.from_settings(budgets, load_slos(budgets.slo_file)))
-    kube = make_kube_api(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
     if kube is not None:
         gatherers.append(RollbackGatherer(kube))
     gatherers.append(BreakGlassGatherer(settings.break_glass, load_public_keys(settings.break_glass), kube))
