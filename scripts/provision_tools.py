@@ -17,6 +17,7 @@ Usage::
     python3 scripts/provision_tools.py            # build what is missing
     python3 scripts/provision_tools.py --print-dir  # ... then print the bin folder
     python3 scripts/provision_tools.py opa etcd     # just these
+    python3 scripts/provision_tools.py gator vegeta # optional: benchmark peer and load client
 
 Standard library only: it runs before any virtualenv exists.
 """
@@ -111,6 +112,9 @@ BUILDS: tuple[GoBuild, ...] = (
         "v3.23.1",
         {"gator": "github.com/open-policy-agent/gatekeeper/v3/cmd/gator"},
     ),
+    # vegeta: the open-loop constant-rate HTTPS client of bench/http_throughput.py
+    # ("p99 at half of the maximum rate"), only there, so not in DEFAULT either.
+    GoBuild("vegeta", "github.com/tsenart/vegeta/v12", "v12.13.0", {"vegeta": "github.com/tsenart/vegeta/v12"}),
 )
 DEFAULT = ("opa", "etcd", "kubernetes", "helm", "go-containerregistry", "cosign")
 
