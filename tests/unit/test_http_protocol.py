@@ -1,0 +1,64 @@
+"""Writes within one event-loop turn leave as one (head + body of an answer: one TLS record, one send)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from webhook.http_protocol import CoalescingTransport
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = self.aborted = False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+async def test_writes_of_one_turn_are_joined_and_sent_at_its_end() -> None:
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    transport.write(memoryview(b"{}"))
+    assert inner.writes == [] and transport.get_write_buffer_size() == 40
+    await asyncio.sleep(0)
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    transport.write(b"next")
+    await asyncio.sleep(0)
+    assert inner.writes[-1] == b"next" and len(inner.writes) == 2
+    assert transport.get_extra_info("peername") == ("127.0.0.1", 1)  # everything else is the real transport's
+
+
+async def test_close_sends_what_is_pending_first_and_abort_drops_it() -> None:
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"last words")
+    transport.close()
+    assert inner.writes == [b"last words"] and inner.closed
+    await asyncio.sleep(0)
+    assert inner.writes == [b"last words"]  # the scheduled flush finds nothing left
+
+    other = RecordingTransport()
+    dropped = CoalescingTransport(other, asyncio.get_running_loop())
+    dropped.write(b"never")
+    dropped.abort()
+    await asyncio.sleep(0)
+    assert other.writes == [] and other.aborted
