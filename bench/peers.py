@@ -43,10 +43,10 @@ from tests.conftest import tool, tools_bin  # noqa: E402
 from tests.processes import Process, free_port, http_ok  # noqa: E402
 from webhook.admission import parse_review  # noqa: E402
 from webhook.config import Settings  # noqa: E402
-from webhook.decision_log import DecisionLog  # noqa: E402
 from webhook.engines.embedded import EmbeddedEngine  # noqa: E402
 from webhook.facts.setup import build_gatherers  # noqa: E402
 from webhook.memo import DecisionMemo  # noqa: E402
+from webhook.observe.decision_log import DecisionLog  # noqa: E402
 from webhook.policy_bundle import load_bundle  # noqa: E402
 from webhook.reviewer import Reviewer  # noqa: E402
 from webhook.tls import generate_certificates  # noqa: E402

@@ -21,10 +21,10 @@ from webhook.cli_governance import break_glass_app, budget_app
 from webhook.cli_image import image_app
 from webhook.cli_windows import windows_app
 from webhook.config import Settings, load_settings
-from webhook.decision_log import DecisionLog
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.errors import DeployguardError
 from webhook.facts.setup import build_gatherers
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_bundle import default_policy_dir, load_bundle
 from webhook.policy_store import PolicyStore
 from webhook.policy_testing import run_tests

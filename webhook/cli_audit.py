@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from webhook.audit_query import (
+from webhook.observe.audit_query import (
     AuditQueryError,
     Period,
     denials_by_rule,

@@ -1,6 +1,6 @@
 """``deployguard break-glass …`` and ``deployguard budget status``: change governance for people.
 
-Approvers issue and explain break-glass tokens (webhook/break_glass.py) here; SREs see
+Approvers issue and explain break-glass tokens (webhook/governance/break_glass.py) here; SREs see
 each SLO's error budget as the webhook sees it (webhook/facts/budgets.py). The work is
 in pure helpers (``claims_for_manifest``, ``explain_token``, ``budget_rows``); the
 commands only read files, call them and print.
@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from webhook.break_glass import BreakGlassError, decode, new_claims, sign, template_hash, verify
 from webhook.check import ManifestError, read_manifests
 from webhook.config import Settings, load_settings
 from webhook.errors import DeployguardError
+from webhook.governance.break_glass import BreakGlassError, decode, new_claims, sign, template_hash, verify
 from webhook.workloads import WorkloadKinds
 
 break_glass_app = typer.Typer(help="Signed, expiring break-glass approvals.", no_args_is_help=True)
@@ -239,7 +239,7 @@ def verify_command(
 
 
 def budget_rows(facts: list[dict[str, Any]]) -> list[str]:
-    """One line per SLO fact (webhook/slo.py budget_facts, or unknown with its error). Pure."""
+    """One line per SLO fact (webhook/governance/slo.py budget_facts, or unknown with its error). Pure."""
     rows = []
     for fact in facts:
         if fact.get("status") != "ok":
@@ -260,8 +260,8 @@ def budget_status(
 ) -> None:
     """Each SLO's remaining error budget and burn rates, asked from Prometheus as the webhook asks."""
     from webhook.facts.budgets import BudgetReader
-    from webhook.prometheus import Prometheus
-    from webhook.slo import load_slos
+    from webhook.governance.prometheus import Prometheus
+    from webhook.governance.slo import load_slos
 
     if output not in ("text", "json"):
         raise _fail("--output must be text or json")

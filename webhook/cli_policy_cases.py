@@ -13,7 +13,7 @@ from webhook.check import outcome_json, outcome_text
 from webhook.config import Settings
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.errors import DeployguardError
-from webhook.explain import Explainer, explanation_json, explanation_text
+from webhook.observe.explain import Explainer, explanation_json, explanation_text
 from webhook.policy_bundle import load_bundle
 from webhook.policy_cases import CaseResult, PolicyCase, default_cases_dir, load_cases, run_cases
 from webhook.reviewer import Outcome

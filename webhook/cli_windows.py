@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from webhook.calendar_sources import CalendarSource, FileSource, Snapshot
-from webhook.change_calendar import evaluate, floor_minute, human_text, intervals, local_text
 from webhook.config import load_settings
 from webhook.errors import DeployguardError
 from webhook.facts.windows import merged_snapshot
+from webhook.governance.calendar_sources import CalendarSource, FileSource, Snapshot
+from webhook.governance.change_calendar import evaluate, floor_minute, human_text, intervals, local_text
 from webhook.policy_bundle import default_policy_dir
 
 windows_app = typer.Typer(help="Change windows and freezes.", no_args_is_help=True)
@@ -91,7 +91,7 @@ def windows_status(
     sources: list[CalendarSource] = [FileSource(settings.windows.files, optional=[policy_dir / "change-windows.yaml"])]
     snapshot = merged_snapshot(sources)
     if kubeconfig is not None or settings.windows.watch_kubernetes:
-        from webhook.kube_calendar import KubeCalendarSource
+        from webhook.governance.kube_calendar import KubeCalendarSource
 
         kube = KubeCalendarSource(kubeconfig or settings.kube_api.kubeconfig)
         try:
@@ -129,6 +129,6 @@ def windows_status(
 
 
 def _problem(message: str) -> Any:
-    from webhook.calendar_sources import Problem
+    from webhook.governance.calendar_sources import Problem
 
     return Problem("", message)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from webhook.errors import ConfigError
-from webhook.identity_patterns import compile_pattern
+from webhook.trust.identity_patterns import compile_pattern
 
 EngineName = Literal["embedded", "opa"]
 
@@ -166,7 +166,7 @@ class BudgetSettings:
     """Where SLOs are declared and the Prometheus that measures them (error-budget freezes)."""
 
     prometheus_url: str = ""  # empty: no error-budget facts
-    slo_file: Path | None = None  # YAML with a top-level `slos:` list (see webhook/slo.py)
+    slo_file: Path | None = None  # YAML with a top-level `slos:` list (see webhook/governance/slo.py)
     cache_ttl_seconds: float = 15.0
     query_timeout_seconds: float = 2.0
 
@@ -221,7 +221,7 @@ class ObservabilitySettings:
 
 @dataclass(frozen=True)
 class WindowsSettings:
-    """Change windows and freezes (webhook/change_calendar.py): data files and Kubernetes objects."""
+    """Change windows and freezes (webhook/governance/change_calendar.py): data files and Kubernetes objects."""
 
     files: tuple[Path, ...] = ()  # YAML with `windows: [...]`; change-windows.yaml in the policy directory is read too
     watch_kubernetes: bool = False  # ChangeFreeze/ChangeWindow objects (charts/deployguard/crds), via kube_api

@@ -41,10 +41,10 @@ from webhook.admission import UserInfo
 from webhook.check import _identity, admission_request, decision_annotations
 from webhook.config import Settings
 from webhook.decision import ANNOTATE
-from webhook.decision_log import DecisionLog
 from webhook.engines import PolicyEngine
 from webhook.errors import DeployguardError
 from webhook.facts import FactGatherer
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_input import Subject
 from webhook.reviewer import Outcome, Reviewer
 

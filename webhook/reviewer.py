@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.admission import AdmissionRequest, review_response
-from webhook.audit_record import decision_record, rejection_record
 from webhook.committers import DecisionCommitter, commit_decision
 from webhook.config import AdmissionSettings, PolicySettings
 from webhook.decision import Decision, decide, engine_failure, parse_findings
-from webhook.decision_log import DecisionLog
 from webhook.engines import PolicyEngine
 from webhook.errors import EngineError
 from webhook.facts import FactGatherer, gather_facts
 from webhook.input_limits import template_over_limits
 from webhook.memo import DecisionMemo, memo_key
-from webhook.observers import DecisionObserver, notify
+from webhook.observe.audit_record import decision_record, rejection_record
+from webhook.observe.decision_log import DecisionLog
+from webhook.observe.observers import DecisionObserver, notify
 from webhook.policy_input import Subject, build_policy_input
 from webhook.workloads import (
     ChangeType,

@@ -14,18 +14,18 @@ from pathlib import Path
 import uvicorn
 
 from webhook.config import Settings
-from webhook.decision_log import DecisionLog
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_committers, build_gatherers
 from webhook.http_protocol import CoalescingHttpToolsProtocol
-from webhook.mutation import build_mutator
-from webhook.observability import build_observability
+from webhook.observe.decision_log import DecisionLog
+from webhook.observe.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
 from webhook.tls import CertificateReloader, generate_certificates
+from webhook.trust.mutation import build_mutator
 
 log = logging.getLogger("deployguard")
 

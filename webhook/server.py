@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from webhook.admission import parse_review
 from webhook.errors import BadReview
 from webhook.input_limits import ORJSON_MAX_DEPTH, exceeds_depth
-from webhook.metrics import MetricsEndpoint, observe_parse
-from webhook.mutation import Mutator
+from webhook.observe.metrics import MetricsEndpoint, observe_parse
 from webhook.openapi import VALIDATE_OPENAPI
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
+from webhook.trust.mutation import Mutator
 
 log = logging.getLogger("deployguard.server")
 

@@ -11,7 +11,7 @@ rather than serving on fewer cores unnoticed).
 
 Metrics: before the workers start, ``PROMETHEUS_MULTIPROC_DIR`` is pointed at an
 empty directory (a fresh temporary one unless the operator set it), so a scrape of
-``/metrics`` on any worker aggregates all of them (see ``webhook.metrics``).
+``/metrics`` on any worker aggregates all of them (see ``webhook.observe.metrics``).
 Linux lets only processes of the same user join a ``SO_REUSEPORT`` port.
 """
 

@@ -28,8 +28,8 @@ import yaml
 
 from tests.controlplane import WEBHOOK_NAMESPACE, DeployguardServer, Kubectl, KubectlResult, LocalControlPlane
 from tests.factories import workload
-from webhook.break_glass import BreakGlassError
-from webhook.break_glass_commit import BreakGlassLedger
+from webhook.governance.break_glass import BreakGlassError
+from webhook.governance.break_glass_commit import BreakGlassLedger
 from webhook.kube_api import KubeApi
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import webhook.metrics  # noqa: F401 - registers deployguard's metrics
+import webhook.observe.metrics  # noqa: F401 - registers deployguard's metrics
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from tests.factories import DIGEST, PINNED, admission_review, workload
 from tests.integration.conftest import OpaServer
 from webhook.admission import parse_review
 from webhook.config import AdmissionSettings, PolicySettings
-from webhook.decision_log import DecisionLog
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.engines.opa import OpaEngine
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_bundle import load_bundle
 from webhook.reviewer import Reviewer
 

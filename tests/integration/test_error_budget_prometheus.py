@@ -21,13 +21,13 @@ from tests import factories
 from tests.processes import Process, free_port, http_ok
 from webhook.admission import parse_review
 from webhook.config import AdmissionSettings, PolicySettings
-from webhook.decision_log import DecisionLog
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.facts.budgets import BudgetGatherer, BudgetReader
+from webhook.governance.prometheus import Prometheus
+from webhook.governance.slo import parse_slos
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_store import PolicyStore
-from webhook.prometheus import Prometheus
 from webhook.reviewer import Reviewer
-from webhook.slo import parse_slos
 
 pytestmark = pytest.mark.integration
 

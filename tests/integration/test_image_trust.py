@@ -47,7 +47,7 @@ from webhook.engines.embedded import EmbeddedEngine
 from webhook.facts.images import ImageFacts
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Outcome, Reviewer
-from webhook.signatures import SIMPLE_SIGNING
+from webhook.trust.signatures import SIMPLE_SIGNING
 
 pytestmark = pytest.mark.integration
 

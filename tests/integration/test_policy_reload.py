@@ -15,11 +15,11 @@ from tests.factories import PINNED, admission_review, workload
 from tests.integration.conftest import OpaServer
 from webhook.admission import parse_review
 from webhook.config import AdmissionSettings, PolicySettings
-from webhook.decision_log import DecisionLog
 from webhook.engines import PolicyEngine
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.engines.opa import OpaEngine
 from webhook.memo import DecisionMemo
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
 

@@ -19,7 +19,7 @@ import pytest
 from tests.oci import AuthRegistry, TokenServer, cosign_sign, generate_key, image_settings, push_image
 from webhook.config import ImagePolicy, ImageSettings, SigningAuthority
 from webhook.facts.images import ImageFacts
-from webhook.registry import Credentials, RefusedAddress, RegistryClient, RegistryError, load_docker_config
+from webhook.trust.registry import Credentials, RefusedAddress, RegistryClient, RegistryError, load_docker_config
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from webhook.config import RegistrySettings
-from webhook.registry import RefusedAddress, RegistryClient, RegistryError
+from webhook.trust.registry import RefusedAddress, RegistryClient, RegistryError
 
 pytestmark = pytest.mark.integration
 

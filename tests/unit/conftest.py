@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from webhook.config import AdmissionSettings, PolicySettings
-from webhook.decision_log import DecisionLog
 from webhook.engines.embedded import EmbeddedEngine
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
 

@@ -1,7 +1,7 @@
 """Single use of break-glass tokens: verify while gathering, record only after an allowed decision.
 
 The gatherer (webhook/facts/break_glass.py) only reads the ledger; the committer
-(webhook/break_glass_commit.py) records the use through the reviewer's post-decision
+(webhook/governance/break_glass_commit.py) records the use through the reviewer's post-decision
 hook (webhook/committers.py). Against a fake of our KubeApi and the real embedded
 engine with the shipped policies.
 """
@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests import factories
 from tests.unit.conftest import CapturedLog
 from webhook.admission import AdmissionRequest, parse_review
-from webhook.break_glass import new_claims, sign, template_hash
-from webhook.break_glass_commit import TOKEN_ANNOTATION, BreakGlassCommitter, BreakGlassLedger, LedgerSweep
 from webhook.committers import commit_decision
 from webhook.config import AdmissionSettings, BreakGlassSettings, PolicySettings
 from webhook.decision import ANNOTATE, Decision, Finding
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.facts.break_glass import BreakGlassGatherer
+from webhook.governance.break_glass import new_claims, sign, template_hash
+from webhook.governance.break_glass_commit import TOKEN_ANNOTATION, BreakGlassCommitter, BreakGlassLedger, LedgerSweep
 from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
 from webhook.policy_input import Subject
 from webhook.policy_store import PolicyStore

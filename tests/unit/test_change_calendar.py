@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from webhook.calendar_sources import Snapshot, parse_items
-from webhook.change_calendar import CalendarError, evaluate, intervals, parse_entry, parse_object
 from webhook.facts.windows import window_facts
+from webhook.governance.calendar_sources import Snapshot, parse_items
+from webhook.governance.change_calendar import CalendarError, evaluate, intervals, parse_entry, parse_object
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

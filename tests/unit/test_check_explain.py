@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from webhook.check import outcome_text
 from webhook.cli import app
 from webhook.decision import Decision, Finding
-from webhook.explain import Explainer, explanation_text, rule_packages
+from webhook.observe.explain import Explainer, explanation_text, rule_packages
 from webhook.policy_bundle import load_bundle
 from webhook.reviewer import Outcome
 

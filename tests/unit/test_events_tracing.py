@@ -9,8 +9,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from webhook.events import EventRecorder
-from webhook.tracing import TracingObserver
+from webhook.observe.events import EventRecorder
+from webhook.observe.tracing import TracingObserver
 
 
 def denied(name: str = "web", *, dry_run: bool = False, outcome: str = "denied") -> dict[str, Any]:

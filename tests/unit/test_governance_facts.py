@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from webhook.break_glass import BreakGlassError, new_claims, sign, template_hash, verify
-from webhook.change_facts import local_time_facts, major_version
 from webhook.config import ChangeSettings
 from webhook.errors import ConfigError
-from webhook.slo import budget_facts, parse_slos
+from webhook.governance.break_glass import BreakGlassError, new_claims, sign, template_hash, verify
+from webhook.governance.change_facts import local_time_facts, major_version
+from webhook.governance.slo import budget_facts, parse_slos
 from webhook.workloads import PodTemplate
 
 GOOD = {

@@ -8,7 +8,7 @@ import pytest
 
 from webhook.config import load_settings
 from webhook.errors import ConfigError
-from webhook.identity_patterns import MAX_SUBJECT_CHARS, full_match
+from webhook.trust.identity_patterns import MAX_SUBJECT_CHARS, full_match
 
 CATASTROPHIC = r"(a+)+$"  # exponential backtracking in Python's re on "aaaa…!"
 

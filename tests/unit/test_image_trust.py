@@ -18,8 +18,8 @@ from webhook.config import ImagePolicy, RegistrySettings, SigningAuthority, load
 from webhook.errors import ConfigError
 from webhook.facts.images import SingleFlight, TtlCache, matching_policies
 from webhook.images import parse_image
-from webhook.registry import RefusedAddress, RegistryClient, credentials_from_auths
-from webhook.signatures import ClassicSignature, SigstoreVerifier, check_classic, load_public_key
+from webhook.trust.registry import RefusedAddress, RegistryClient, credentials_from_auths
+from webhook.trust.signatures import ClassicSignature, SigstoreVerifier, check_classic, load_public_key
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import PINNED, admission_review, workload
-from webhook.metrics import LATENCY_BUCKETS, MetricsEndpoint, MetricsObserver, PolicyRevisionGauge
+from webhook.observe.metrics import LATENCY_BUCKETS, MetricsEndpoint, MetricsObserver, PolicyRevisionGauge
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
 

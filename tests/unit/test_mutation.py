@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from tests.factories import admission_review, workload
 from webhook.admission import parse_review
 from webhook.config import ImageSettings, Settings
-from webhook.mutation import Mutator, build_mutator, digest_patch, verified_digest
 from webhook.policy_input import Subject
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
+from webhook.trust.mutation import Mutator, build_mutator, digest_patch, verified_digest
 from webhook.webhook_config import WebhookRegistration, render_webhook_configuration
 from webhook.workloads import WorkloadKinds
 

@@ -9,12 +9,12 @@ import pytest
 
 from tests import factories
 from webhook.admission import parse_review
-from webhook.change_facts import criticality
 from webhook.config import ChangeSettings
 from webhook.facts import runs_inline
 from webhook.facts.change import ChangeGatherer
+from webhook.governance.change_facts import criticality
+from webhook.governance.namespace_labels import NamespaceLabels
 from webhook.kube_api import KubeApi, KubeApiError, NotFound
-from webhook.namespace_labels import NamespaceLabels
 from webhook.policy_input import Subject
 from webhook.workloads import ChangeType, WorkloadKinds
 

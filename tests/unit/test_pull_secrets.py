@@ -12,8 +12,8 @@ from typing import Any
 
 from webhook.config import RegistrySettings
 from webhook.kube_api import KubeApi, KubeApiError
-from webhook.pull_secrets import PullSecretCredentials, PullSecretRefs, credentials_from_secret, pull_secret_refs
-from webhook.registry import Credentials, RegistryClient
+from webhook.trust.pull_secrets import PullSecretCredentials, PullSecretRefs, credentials_from_secret, pull_secret_refs
+from webhook.trust.registry import Credentials, RegistryClient
 
 
 def dockerconfigjson(auths: dict[str, Any]) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.unit.conftest import CapturedLog
-from webhook.calendar_sources import Snapshot
 from webhook.config import AdmissionSettings, PolicySettings
 from webhook.facts.windows import WindowsGatherer
-from webhook.kube_calendar import KubeCalendarSource
+from webhook.governance.calendar_sources import Snapshot
+from webhook.governance.kube_calendar import KubeCalendarSource
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
 

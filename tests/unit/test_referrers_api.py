@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from webhook.config import RegistrySettings
-from webhook.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient
-from webhook.signatures import BUNDLE_ARTIFACT_TYPES, referrer_bundles
+from webhook.trust.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient
+from webhook.trust.signatures import BUNDLE_ARTIFACT_TYPES, referrer_bundles
 
 SUBJECT = "sha256:" + "a" * 64
 BUNDLE = b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}'

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.factories import admission_review, workload
 from webhook.admission import parse_review
-from webhook.break_glass import BreakGlassError, new_claims, sign, template_hash, verify
+from webhook.governance.break_glass import BreakGlassError, new_claims, sign, template_hash, verify
 from webhook.reviewer import Reviewer
 from webhook.workloads import PodTemplate
 

@@ -14,14 +14,14 @@ from prometheus_client import REGISTRY
 
 from tests import factories
 from webhook.admission import parse_review
-from webhook.audit_record import utc_now
-from webhook.calendar_sources import FileSource, Snapshot
-from webhook.change_calendar import parse_object
 from webhook.errors import ConfigError
 from webhook.facts import gather_facts
 from webhook.facts.windows import WindowsGatherer
+from webhook.governance.calendar_sources import FileSource, Snapshot
+from webhook.governance.change_calendar import parse_object
 from webhook.images import parse_image
-from webhook.metrics import MetricsObserver
+from webhook.observe.audit_record import utc_now
+from webhook.observe.metrics import MetricsObserver
 from webhook.policy_input import Subject
 from webhook.serve import event_loop_factory
 from webhook.workloads import ChangeType, WorkloadKinds

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from webhook.calendar_sources import Snapshot
 from webhook.config import KubeApiSettings, Settings, WindowsSettings
 from webhook.facts.windows import WindowsGatherer, build_windows_gatherer
-from webhook.kube_calendar import KubeCalendarSource
+from webhook.governance.calendar_sources import Snapshot
+from webhook.governance.kube_calendar import KubeCalendarSource
 
 
 class RecordingSource:

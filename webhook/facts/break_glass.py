@@ -1,7 +1,7 @@
 """The ``break_glass`` fact: is there a valid, unused approval for exactly this change?
 
-Verification is webhook/break_glass.py. Gathering only *reads* whether the token was
-used (webhook/break_glass_commit.py's ledger of Leases); the use is recorded after the
+Verification is webhook/governance/break_glass.py. Gathering only *reads* whether the token was
+used (webhook/governance/break_glass_commit.py's ledger of Leases); the use is recorded after the
 decision, by the break-glass committer, and only when the change is admitted and not a
 dry run, so a change denied for another reason does not burn the approval. "Used
 already" is part of the fact, hence of the decision memo's key: a replay is a
@@ -18,10 +18,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from webhook.break_glass import BreakGlassError, template_hash, verify
-from webhook.break_glass_commit import BreakGlassLedger, replay_reason
 from webhook.config import BreakGlassSettings
 from webhook.errors import ConfigError
+from webhook.governance.break_glass import BreakGlassError, template_hash, verify
+from webhook.governance.break_glass_commit import BreakGlassLedger, replay_reason
 from webhook.kube_api import KubeApi, KubeApiError
 from webhook.policy_input import Subject
 from webhook.workloads import ChangeType, metadata

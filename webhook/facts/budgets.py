@@ -1,6 +1,6 @@
 """The ``budgets`` fact: remaining error budget and burn rates of the SLOs that cover a workload.
 
-Asks Prometheus (webhook/prometheus.py) for each matching SLO's error ratio over its
+Asks Prometheus (webhook/governance/prometheus.py) for each matching SLO's error ratio over its
 budget window and its burn windows, concurrently. Results are cached per SLO for
 ``cache_ttl_seconds`` so a rollout's burst of admission requests asks once. An SLO
 whose queries fail is reported ``{"status": "unknown", "error": ...}``; the policy
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from webhook.config import BudgetSettings
+from webhook.governance.prometheus import Prometheus, PrometheusError
+from webhook.governance.slo import Slo, budget_facts, error_ratio
 from webhook.policy_input import Subject
-from webhook.prometheus import Prometheus, PrometheusError
-from webhook.slo import Slo, budget_facts, error_ratio
 from webhook.workloads import metadata
 
 

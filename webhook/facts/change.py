@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook.change_facts import NO_LABELS, change_facts
 from webhook.config import ChangeSettings
+from webhook.governance.change_facts import NO_LABELS, change_facts
+from webhook.governance.namespace_labels import NamespaceLabels
 from webhook.kube_api import KubeApiError
-from webhook.namespace_labels import NamespaceLabels
 from webhook.policy_input import Subject
 from webhook.workloads import ChangeType, WorkloadKinds, metadata
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from webhook.break_glass_commit import BreakGlassCommitter, BreakGlassLedger, LedgerSweep
 from webhook.committers import DecisionCommitter
 from webhook.config import Settings
 from webhook.facts import FactGatherer
@@ -10,9 +9,10 @@ from webhook.facts.break_glass import BreakGlassGatherer, load_public_keys
 from webhook.facts.budgets import BudgetGatherer
 from webhook.facts.change import ChangeGatherer
 from webhook.facts.rollback import RollbackGatherer
+from webhook.governance.break_glass_commit import BreakGlassCommitter, BreakGlassLedger, LedgerSweep
+from webhook.governance.namespace_labels import NamespaceLabels
+from webhook.governance.slo import load_slos
 from webhook.kube_api import make_kube_api
-from webhook.namespace_labels import NamespaceLabels
-from webhook.slo import load_slos
 from webhook.workloads import WorkloadKinds
 
 

@@ -23,9 +23,9 @@ from typing import Any
 from webhook.config import ImagePolicy, ImageSettings, SigningAuthority
 from webhook.images import ImageReference, parse_image
 from webhook.policy_input import Subject
-from webhook.pull_secrets import PullSecretCredentials, pull_secret_refs
-from webhook.registry import RegistryClient, RegistryError
-from webhook.signatures import AuthorityResult, SigstoreVerifier, verify_digest
+from webhook.trust.pull_secrets import PullSecretCredentials, pull_secret_refs
+from webhook.trust.registry import RegistryClient, RegistryError
+from webhook.trust.signatures import AuthorityResult, SigstoreVerifier, verify_digest
 from webhook.workloads import ChangeType
 
 Clock = Callable[[], float]

@@ -36,7 +36,7 @@ def image_facts(settings: Settings) -> FactGatherer:
     """The images gatherer, with a budget that ends before the facts' share of the deadline."""
     from webhook.facts.images import ImageFacts
     from webhook.kube_api import make_kube_api
-    from webhook.pull_secrets import PullSecretCredentials
+    from webhook.trust.pull_secrets import PullSecretCredentials
 
     deadline = settings.admission.deadline_seconds
     kube = make_kube_api(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)

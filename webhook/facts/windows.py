@@ -13,9 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from webhook.calendar_sources import CalendarSource, Problem, Snapshot
-from webhook.change_calendar import ActiveEntry, CalendarEntry, evaluate, floor_minute, human_text, local_text
 from webhook.config import Settings
+from webhook.governance.calendar_sources import CalendarSource, Problem, Snapshot
+from webhook.governance.change_calendar import (
+    ActiveEntry,
+    CalendarEntry,
+    evaluate,
+    floor_minute,
+    human_text,
+    local_text,
+)
 from webhook.policy_input import Subject
 from webhook.workloads import metadata
 
@@ -223,13 +230,13 @@ def build_windows_gatherer(settings: Settings, *, watch: bool = False) -> Window
     """Data files (plus change-windows.yaml in the policy directory) and, if enabled, the cluster's objects.
 
     The Kubernetes watch starts with ``watch`` or later with ``start()`` (the server's lifespan)."""
-    from webhook.calendar_sources import FileSource
+    from webhook.governance.calendar_sources import FileSource
     from webhook.policy_bundle import default_policy_dir
 
     policy_dir = settings.policy.directory or default_policy_dir()
     sources: list[CalendarSource] = [FileSource(settings.windows.files, optional=[policy_dir / "change-windows.yaml"])]
     if settings.windows.watch_kubernetes:
-        from webhook.kube_calendar import KubeCalendarSource
+        from webhook.governance.kube_calendar import KubeCalendarSource
 
         kube = KubeCalendarSource(
             settings.kube_api.kubeconfig,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from webhook.metrics import KUBERNETES_EVENTS, UPSTREAM_ERRORS
+from webhook.observe.metrics import KUBERNETES_EVENTS, UPSTREAM_ERRORS
 
 log = logging.getLogger("deployguard.events")
 

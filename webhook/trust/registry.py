@@ -27,8 +27,8 @@ import httpx
 
 from webhook.config import RegistrySettings
 from webhook.errors import DeployguardError
-from webhook.registry_transport import REFUSED, Resolver, host_port_forms, pinned_transport, system_resolve
-from webhook.registry_transport import is_internal_address as _internal
+from webhook.trust.registry_transport import REFUSED, Resolver, host_port_forms, pinned_transport, system_resolve
+from webhook.trust.registry_transport import is_internal_address as _internal
 
 log = logging.getLogger("deployguard.registry")
 

@@ -1,5 +1,5 @@
 """Where change windows and freezes come from: data files (or a mounted ConfigMap) here,
-Kubernetes objects in ``webhook/kube_calendar.py``. Both hand out immutable snapshots.
+Kubernetes objects in ``webhook/governance/kube_calendar.py``. Both hand out immutable snapshots.
 
 A definition that does not parse is kept as a problem with the namespace it belongs to,
 so that it is reported (decision warnings, ``windows status``) instead of ignored.
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from webhook.change_calendar import CalendarEntry, CalendarError, parse_object
+from webhook.governance.change_calendar import CalendarEntry, CalendarError, parse_object
 
 
 @dataclass(frozen=True)

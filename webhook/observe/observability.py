@@ -10,10 +10,10 @@ from typing import Any
 
 from webhook.config import Settings
 from webhook.engines import PolicyEngine
-from webhook.events import EventRecorder, KubernetesEventSink
-from webhook.metrics import MetricsEndpoint, MetricsObserver, PolicyRevisionGauge, certificate_gauge
-from webhook.observers import DecisionObserver
-from webhook.tracing import TracingObserver, otlp_tracer
+from webhook.observe.events import EventRecorder, KubernetesEventSink
+from webhook.observe.metrics import MetricsEndpoint, MetricsObserver, PolicyRevisionGauge, certificate_gauge
+from webhook.observe.observers import DecisionObserver
+from webhook.observe.tracing import TracingObserver, otlp_tracer
 
 log = logging.getLogger("deployguard.observability")
 

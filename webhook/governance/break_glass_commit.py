@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook.admission import AdmissionRequest
-from webhook.break_glass import BreakGlassError
 from webhook.decision import ANNOTATE, Decision
+from webhook.governance.break_glass import BreakGlassError
 from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
 
 log = logging.getLogger("deployguard.break_glass")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.kube_api import KubeApi, KubeApiError
-from webhook.registry import Credentials, credentials_from_auths
+from webhook.trust.registry import Credentials, credentials_from_auths
 
 log = logging.getLogger("deployguard.pull_secrets")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webhook.calendar_sources import Problem, Snapshot, parse_items
+from webhook.governance.calendar_sources import Problem, Snapshot, parse_items
 from webhook.kube_client import api_client
 
 log = logging.getLogger("deployguard.windows")

@@ -30,8 +30,8 @@ from cryptography.x509 import Certificate, OtherName, RFC822Name, SubjectAlterna
 
 from webhook.config import SigningAuthority
 from webhook.errors import DeployguardError
-from webhook.identity_patterns import full_match
-from webhook.registry import NotFound, RegistryClient, RegistryError
+from webhook.trust.identity_patterns import full_match
+from webhook.trust.registry import NotFound, RegistryClient, RegistryError
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

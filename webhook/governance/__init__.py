@@ -1,0 +1,1 @@
+"""Change governance: calendars and freezes, error budgets, change facts, break-glass."""

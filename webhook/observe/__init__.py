@@ -1,0 +1,1 @@
+"""Operating deployguard: metrics, Events, traces, the decision log and audit queries."""

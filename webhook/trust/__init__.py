@@ -1,0 +1,1 @@
+"""Artifact trust: registry client, signature verification, pull secrets, digest mutation."""
