@@ -10,19 +10,20 @@ import rego.v1
 
 violation contains {"message": msg, "fix": fix} if {
 	lib.judges_images
-	count(_registries) > 0
-	some img in input.images
+	_configured
+	images := input.images
+	some img in images
 	img.ref.valid == true
-	not lower(img.ref.registry) in _allowed
+	not _allowed(lower(img.ref.registry))
 
 	# concat, not sprintf("%s", [concat(...)]): rego-cpp prints a concat result with
 	# quotes around it when it is a sprintf argument.
 	msg := concat("", [
 		sprintf("%s %s image %s comes from registry %s, which is not allowed (allowed: ", [
 			lib.container_noun(img),
-			lib.quoted(lib.string_field(img, "container")),
-			lib.quoted(lib.string_field(img, "image")),
-			lib.quoted(lib.string_field(img.ref, "registry")),
+			lib.quoted_field(img, "container"),
+			lib.quoted_field(img, "image"),
+			lib.quoted_field(img.ref, "registry"),
 		]),
 		concat(", ", _registries),
 		")",
@@ -34,12 +35,31 @@ violation contains {"message": msg, "fix": fix} if {
 }
 
 # In the order the configuration lists them.
-_registries := [r | some r in data.deployguard.config.allowed_registries.registries; is_string(r)]
+_registries := [r | some r in listed; is_string(r)] if listed := _listed
 
-_allowed := {lower(r) | some r in _registries}
+_listed := data.deployguard.config.allowed_registries.registries
+
+# count(_registries) > 0, usually decided by the first entry alone.
+default _configured := false
+
+_configured if {
+	is_string(_listed[0])
+} else if {
+	count(_registries) > 0
+}
+
+# lower(registry) equals lower(r) for a listed r. Registries are usually listed in
+# lower case, so an exact match is tried first: it needs no built-in per entry.
+_allowed(registry) if {
+	registry in _listed # a built-in call, cheaper in rego-cpp than comparing entry by entry
+} else if {
+	registries := _registries
+	some r in registries
+	lower(r) == registry
+}
 
 _repository_and_tag(ref) := sprintf("%s:%s", [ref.repository, ref.tag]) if {
+	not ref.tag == ""
 	is_string(ref.repository)
 	is_string(ref.tag)
-	ref.tag != ""
 } else := lib.string_field(ref, "repository")

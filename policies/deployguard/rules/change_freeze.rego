@@ -16,7 +16,8 @@ import data.deployguard.lib
 import rego.v1
 
 violation contains {"message": msg, "fix": _freeze_fix} if {
-	some f in input.facts.windows.blocking
+	blocking := input.facts.windows.blocking
+	some f in blocking
 	input.change.type in f.change_types
 	not governance.break_glass_active
 	msg := concat("", [

@@ -10,40 +10,53 @@ package deployguard.rules.digest_pinning
 import data.deployguard.lib
 import rego.v1
 
-violation contains {"message": msg, "fix": _pin_fix(img.ref, _resolved(img))} if {
+violation contains {"message": msg, "fix": _pin_fix(ref, _resolved(img, ref))} if {
 	lib.judges_images
-	some img in input.images
-	img.ref.valid == true
-	not img.ref.pinned == true
-	not img.ref.name in _allowed_unpinned
+	images := input.images
+	some img in images
+	ref := img.ref
+	ref.valid == true
+	not ref.pinned == true
+	not _allowed_unpinned(ref.name)
 	msg := sprintf("%s %s image %s is not pinned by digest (%s)", [
 		lib.container_noun(img),
-		lib.quoted(lib.string_field(img, "container")),
-		lib.quoted(lib.string_field(img, "image")),
-		_reason(img),
+		lib.quoted_field(img, "container"),
+		lib.quoted_field(img, "image"),
+		_reason(img, ref),
 	])
 }
 
-_allowed_unpinned contains name if {
-	some name in data.deployguard.config.digest_pinning.allowed_unpinned
+# `name in {n | some n in allowed_unpinned}`, without building the set.
+_allowed_unpinned(name) if {
+	allowed := data.deployguard.config.digest_pinning.allowed_unpinned
+	some n in allowed
+	n == name
 }
 
-_reason(img) := `":latest" moves whenever a new image is pushed` if {
-	img.ref.tag == "latest"
+# Why the tag does not pin; the tag is looked up once (an object lookup is dear in rego-cpp).
+_reason(img, ref) := _tag_reason(tag, img) if {
+	tag := ref.tag
+} else := "a tag can be pushed again and then names a different image"
+
+_tag_reason(tag, img) := `":latest" moves whenever a new image is pushed` if {
+	tag == "latest"
 	endswith(img.image, ":latest")
 } else := `no tag means ":latest", which moves whenever a new image is pushed` if {
-	img.ref.tag in {"", "latest"}
-} else := sprintf(`tag "%s" can be pushed again and then names a different image`, [img.ref.tag]) if {
-	lib.printable(img.ref.tag)
+	tag == ""
+} else := `no tag means ":latest", which moves whenever a new image is pushed` if {
+	tag == "latest"
+} else := sprintf(`tag "%s" can be pushed again and then names a different image`, [tag]) if {
+	lib.printable(tag)
 } else := "a tag can be pushed again and then names a different image"
 
 # The digest the tag resolves to now: from the images fact gatherer
 # (input.facts.images.by_image[<image>].resolved_digest), or ref.resolved_digest.
-_resolved(img) := d if {
-	d := input.facts.images.by_image[img.image].resolved_digest
-	d != ""
+_resolved(img, ref) := d if {
+	image := img.image
+	d := input.facts.images.by_image[image].resolved_digest
+	not d == ""
 } else := d if {
-	d := img.ref.resolved_digest
+	d := ref.resolved_digest
 } else := ""
 
 # With the digest the tag resolves to now (a fact gathered from the registry), the fix
@@ -53,9 +66,9 @@ _pin_fix(ref, digest) := sprintf("pin it as %s@%s (what %s points to now)", [
 	digest,
 	lib.string_field(ref, "normalized"),
 ]) if {
+	not digest == ""
 	is_string(digest)
 	regex.match(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$`, digest)
-} else := sprintf("pin it as %s@sha256:<digest>; find the digest with: crane digest %s", [
-	lib.string_field(ref, "normalized"),
-	lib.string_field(ref, "normalized"),
-])
+} else := _look_up(lib.string_field(ref, "normalized"))
+
+_look_up(normalized) := sprintf("pin it as %s@sha256:<digest>; find the digest with: crane digest %s", [normalized, normalized])

@@ -16,7 +16,7 @@ violation contains {"message": msg, "fix": "none needed; watch the rollout close
 }
 
 violation contains {"message": msg, "fix": "none; the approval is logged"} if {
-	risk.level in {"approval", "deny"}
+	risk.blocking
 	governance.break_glass_active
 	msg := concat("", [
 		lib.subject, " has change-risk score ", sprintf("%v", [risk.score]),

@@ -7,4 +7,7 @@ package deployguard.rules.signatures
 import data.deployguard.image_trust
 import rego.v1
 
-violation contains v if some v in image_trust.findings("enforce")
+violation contains v if {
+	found := image_trust.findings("enforce")
+	some v in found
+}

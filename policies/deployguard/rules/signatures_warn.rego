@@ -5,4 +5,7 @@ package deployguard.rules.signatures_warn
 import data.deployguard.image_trust
 import rego.v1
 
-violation contains v if some v in image_trust.findings("warn")
+violation contains v if {
+	found := image_trust.findings("warn")
+	some v in found
+}

@@ -8,15 +8,18 @@ import rego.v1
 
 violation contains {"message": msg, "fix": fix} if {
 	lib.judges_images
-	some img in input.images
+	by_image := input.facts.images.by_image
+	images := input.images
+	some img in images
 	img.ref.valid == true
-	img.ref.digest != ""
-	fact := input.facts.images.by_image[img.image]
+	digest := img.ref.digest
+	not digest == ""
+	fact := by_image[img.image]
 	fact.tag_moved == true
 	msg := sprintf("%s %s image %s: tag %s now points to %s, not to the pinned digest %s", [
 		lib.container_noun(img),
-		lib.quoted(lib.string_field(img, "container")),
-		lib.quoted(lib.string_field(img, "image")),
+		lib.quoted_field(img, "container"),
+		lib.quoted_field(img, "image"),
 		img.ref.tag, fact.tag_digest, img.ref.digest,
 	])
 	fix := sprintf("write %s:%s@%s to run the tag's current image, or drop the tag and keep %s@%s", [

@@ -10,20 +10,21 @@ import data.deployguard.lib
 import rego.v1
 
 # The findings for image policies in `mode` (enforce or warn).
-findings(mode) := {{"message": f.message, "fix": f.fix} | some f in _all; f.mode == mode}
+findings(mode) := {{"message": f.message, "fix": f.fix} | all := _all; some f in all; f.mode == mode}
 
 _label(img) := sprintf("%s %s image %s", [
 	lib.container_noun(img),
-	lib.quoted(lib.string_field(img, "container")),
-	lib.quoted(lib.string_field(img, "image")),
+	lib.quoted_field(img, "container"),
+	lib.quoted_field(img, "image"),
 ])
 
 # The gatherer itself failed or ran out of time: nothing is known about any image,
 # so every image is treated as unverified (fail closed; only with the gatherer on).
 _all contains {"mode": "enforce", "message": msg, "fix": fix} if {
-	lib.judges_images
 	input.facts.images.status == "unknown"
-	some img in input.images
+	lib.judges_images
+	images := input.images
+	some img in images
 	img.ref.valid == true
 	msg := sprintf("%s: could not verify its signature: %s", [_label(img), lib.string_field(input.facts.images, "error")])
 	fix := "retry the deploy; if it keeps failing, check that deployguard can reach the registry"
@@ -31,12 +32,16 @@ _all contains {"mode": "enforce", "message": msg, "fix": fix} if {
 
 # The image's verification did not finish (registry down, slow, garbage answers).
 _all contains {"mode": policy.mode, "message": msg, "fix": fix} if {
+	by_image := input.facts.images.by_image
 	lib.judges_images
-	some img in input.images
+	images := input.images
+	some img in images
 	img.ref.valid == true
-	fact := input.facts.images.by_image[img.image]
-	fact.status != "ok"
-	some policy in fact.policies
+	fact := by_image[img.image]
+	status := fact.status
+	not status == "ok"
+	policies := fact.policies
+	some policy in policies
 	msg := sprintf("%s: could not verify its signature for image policy %s: %s", [
 		_label(img), policy.name, lib.string_field(fact, "error"),
 	])
@@ -45,12 +50,15 @@ _all contains {"mode": policy.mode, "message": msg, "fix": fix} if {
 
 # Fewer authorities verified than the policy's threshold.
 _all contains {"mode": policy.mode, "message": msg, "fix": fix} if {
+	by_image := input.facts.images.by_image
 	lib.judges_images
-	some img in input.images
+	images := input.images
+	some img in images
 	img.ref.valid == true
-	fact := input.facts.images.by_image[img.image]
+	fact := by_image[img.image]
 	fact.status == "ok"
-	some policy in fact.policies
+	policies := fact.policies
+	some policy in policies
 	count(policy.verified) < policy.threshold
 	reasons := concat("; ", [sprintf("%s: %s", [r.name, r.reason]) | some r in policy.results; r.verified != true])
 	msg := concat("", [

@@ -11,10 +11,10 @@ import data.deployguard.lib
 import rego.v1
 
 violation contains {"message": msg, "fix": fix} if {
-	governance.is_rollout
 	bg := input.facts.break_glass
 	bg.present == true
 	bg.valid == false
+	governance.is_rollout
 	msg := sprintf("the break-glass approval on %s was rejected: %s", [lib.subject, lib.quoted(lib.string_field(bg, "error"))])
 	fix := sprintf("ask approvers for a new token bound to this object and its pod template: deployguard break-glass sign --namespace %s --kind %s --name %s --template-hash %s --reason ... --ticket ...", [input.request.namespace, input.request.kind, input.request.name, lib.string_field(bg, "template_hash")])
 }

@@ -11,7 +11,8 @@ import data.deployguard.lib
 import rego.v1
 
 violation contains {"message": msg, "fix": "fix or delete the definition; see deployguard windows status"} if {
-	some p in input.facts.windows.problems
+	problems := input.facts.windows.problems
+	some p in problems
 	msg := concat("", ["change calendar: ", _calendar_shown(p)])
 }
 

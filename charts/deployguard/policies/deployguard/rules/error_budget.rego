@@ -14,22 +14,25 @@ import rego.v1
 
 frozen_slos contains slo if {
 	governance.is_rollout
-	some slo in input.facts.budgets.slos
+	slos := input.facts.budgets.slos
+	some slo in slos
 	slo.status == "ok"
 }
 
 violation contains {"message": msg, "fix": _fix} if {
+	frozen := frozen_slos
+	some slo in frozen
 	not governance.break_glass_active
 	not governance.marked_fix
-	some slo in frozen_slos
 	slo.budget_remaining_percent <= 0
 	msg := sprintf("%s is frozen: the error budget of SLO %s (objective %s over %s) is exhausted, %s remaining", [lib.subject, slo.name, slo.objective, slo.window, slo.budget_remaining])
 }
 
 violation contains {"message": msg, "fix": _fix} if {
+	frozen := frozen_slos
+	some slo in frozen
 	not governance.break_glass_active
 	not governance.marked_fix
-	some slo in frozen_slos
 	some alert in _alerts(slo)
 	slo.burn_rates[alert.long] > alert.factor
 	slo.burn_rates[alert.short] > alert.factor

@@ -8,17 +8,18 @@ import data.deployguard.lib
 import rego.v1
 
 violation contains {"message": msg, "fix": _fix} if {
+	input.facts.budgets.status == "unknown"
 	governance.is_rollout
 	not governance.break_glass_active
-	input.facts.budgets.status == "unknown"
 	msg := sprintf("the error budgets of %s could not be read, so they were not checked: %s", [lib.subject, lib.quoted(lib.string_field(input.facts.budgets, "error"))])
 }
 
 violation contains {"message": msg, "fix": _fix} if {
+	slos := input.facts.budgets.slos
+	some slo in slos
+	slo.status == "unknown"
 	governance.is_rollout
 	not governance.break_glass_active
-	some slo in input.facts.budgets.slos
-	slo.status == "unknown"
 	msg := sprintf("the error budget of SLO %s for %s could not be read, so it was not checked: %s", [slo.name, lib.subject, lib.quoted(lib.string_field(slo, "error"))])
 }
 

@@ -7,12 +7,13 @@ import rego.v1
 
 violation contains {"message": msg, "fix": fix} if {
 	lib.judges_images
-	some img in input.images
+	images := input.images
+	some img in images
 	not img.ref.valid == true
 	msg := sprintf("%s %s image %s is not a valid image reference: %s", [
 		lib.container_noun(img),
-		lib.quoted(lib.string_field(img, "container")),
-		lib.quoted(lib.string_field(img, "image")),
+		lib.quoted_field(img, "container"),
+		lib.quoted_field(img, "image"),
 		_parse_error(img),
 	])
 	fix := "write it as [registry/]repository[:tag]@sha256:<digest> with a lower-case repository and no spaces, e.g. ghcr.io/acme/web:1.4.2@sha256:<digest>"
@@ -20,9 +21,9 @@ violation contains {"message": msg, "fix": fix} if {
 
 # The parser's reason, unless it is empty or not safe to echo (see lib.quoted).
 _parse_error(img) := img.ref.error if {
+	not img.ref.error == ""
 	lib.printable(img.ref.error)
-	img.ref.error != ""
 } else := "(reason not shown: it contains quotes, backslashes or non-ASCII characters)" if {
+	not img.ref.error == ""
 	is_string(img.ref.error)
-	img.ref.error != ""
 } else := "it does not parse"

@@ -7,12 +7,13 @@
 # Judged on create and rollout only: a scale or a metadata change deploys nothing new.
 package deployguard.rules.release_id
 
+import data.deployguard.governance
 import data.deployguard.lib
 import rego.v1
 
 violation contains {"message": msg, "fix": _label_fix} if {
-	input.change.type in {"create", "rollout"}
-	count(input.images) > 0
+	governance.is_rollout
+	_has_images
 	not _has_release_id
 
 	# concat, not sprintf("%s", [concat(...)]): rego-cpp prints a concat result with
@@ -20,52 +21,75 @@ violation contains {"message": msg, "fix": _label_fix} if {
 	msg := concat("", [
 		lib.subject,
 		" has no release id: none of the labels [",
-		concat(", ", _labels),
+		_joined(_labels),
 		"] or annotations [",
-		concat(", ", _annotations),
+		_joined(_annotations),
 		"] is set on the workload or its pod template",
 	])
 }
 
+# count(input.images) > 0; for the usual non-empty array, without the call.
+_has_images if {
+	first := input.images[0] # bound, not tested: a tested value is serialised by rego-cpp
+} else if {
+	count(input.images) > 0
+}
+
+# concat(", ", list); a one-entry list (the usual) without the call.
+_joined(list) := list[0] if {
+	not list[1]
+} else := concat(", ", list)
+
 default _labels := ["app.kubernetes.io/version"]
 
-_labels := [k | some k in data.deployguard.config.release_id.labels; is_string(k)] if {
-	is_array(data.deployguard.config.release_id.labels)
+_labels := [k | some k in labels; is_string(k)] if {
+	labels := data.deployguard.config.release_id.labels
+	is_array(labels)
 }
 
 default _annotations := ["deployguard.io/release-id"]
 
-_annotations := [k | some k in data.deployguard.config.release_id.annotations; is_string(k)] if {
-	is_array(data.deployguard.config.release_id.annotations)
+_annotations := [k | some k in annotations; is_string(k)] if {
+	annotations := data.deployguard.config.release_id.annotations
+	is_array(annotations)
+}
+
+default _has_release_id := false
+
+_has_release_id if {
+	labels := _labels
+	some k in labels
+	_set(_workload.labels[k])
 }
 
 _has_release_id if {
-	some k in _labels
-	_set(input.workload.labels[k])
+	labels := _labels
+	some k in labels
+	_set(_workload.template_labels[k])
 }
 
 _has_release_id if {
-	some k in _labels
-	_set(input.workload.template_labels[k])
+	annotations := _annotations
+	some k in annotations
+	_set(_workload.annotations[k])
 }
 
 _has_release_id if {
-	some k in _annotations
-	_set(input.workload.annotations[k])
+	annotations := _annotations
+	some k in annotations
+	_set(_workload.template_annotations[k])
 }
 
-_has_release_id if {
-	some k in _annotations
-	_set(input.workload.template_annotations[k])
-}
+_workload := input.workload
 
 _set(value) if {
 	is_string(value)
-	trim_space(value) != ""
+	not trim_space(value) == ""
 }
 
+# (A first entry or none: no count() needed; the lists hold strings only.)
 _label_fix := sprintf(`label the pod template with the version you deploy, e.g. metadata.labels["%s"]: "1.4.2"`, [_labels[0]]) if {
-	count(_labels) > 0
+	_labels[0]
 } else := sprintf(`annotate the pod template with the release you deploy, e.g. metadata.annotations["%s"]: "1.4.2"`, [_annotations[0]]) if {
-	count(_annotations) > 0
+	_annotations[0]
 } else := "the configuration names no release-id labels or annotations (data.deployguard.config.release_id); ask the platform team to fix it"

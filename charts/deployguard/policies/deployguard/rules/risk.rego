@@ -8,6 +8,9 @@
 # break-glass lets it through. Below `approval` and at or above `warn`, rule
 # risk_notice warns. Rollbacks are not scored: they are the way out.
 # The score and its top factors are also in the decision's auditAnnotations.
+#
+# Scored on every create and rollout that misses the decision memo, so written for
+# rego-cpp's costs (see lib.rego): collections are bound to a variable before `some`.
 package deployguard.rules.risk
 
 import data.deployguard.governance
@@ -16,23 +19,34 @@ import rego.v1
 
 _facts := input.facts.change
 
+default scored := false
+
 scored if {
 	governance.is_rollout
 	_facts.status == "ok"
 }
 
+_config := data.deployguard.config.risk
+
 default _weights := {}
 
-_weights := data.deployguard.config.risk.weights if is_object(data.deployguard.config.risk.weights)
+_weights := w if {
+	w := _config.weights
+	is_object(w)
+}
 
 _w(name) := p if {
-	p := _weights[name]
+	n := name # a parameter as a key compiles to a scan in rego-cpp; a local to a lookup
+	p := _weights[n]
 	is_number(p)
 } else := 0
 
 default thresholds := {"warn": 30, "approval": 60, "deny": 90}
 
-thresholds := data.deployguard.config.risk.thresholds if is_object(data.deployguard.config.risk.thresholds)
+thresholds := t if {
+	t := _config.thresholds
+	is_object(t)
+}
 
 # Every factor that adds points: {"name", "points", "detail"}.
 factors contains {"name": "images_changed", "points": _w("image_changed") * n, "detail": sprintf("%d image(s) changed", [n])} if {
@@ -44,7 +58,8 @@ factors contains {"name": "images_changed", "points": _w("image_changed") * n, "
 
 factors contains {"name": "major_version_jump", "points": _w("major_version_jump"), "detail": sprintf("container %s jumps a major version, %s to %s", [j.container, j.from, j.to])} if {
 	scored
-	some j in _facts.major_version_jumps
+	jumps := _facts.major_version_jumps
+	some j in jumps
 }
 
 factors contains {"name": "replicas_changed", "points": _w("replica_change"), "detail": sprintf("replicas change by %d%% of the current count", [_facts.replicas.change_percent])} if {
@@ -54,13 +69,16 @@ factors contains {"name": "replicas_changed", "points": _w("replica_change"), "d
 
 factors contains {"name": "resources_changed", "points": _w("resources_changed") * n, "detail": sprintf("resources of %d container(s) changed", [n])} if {
 	scored
-	n := count(_facts.resources_changed)
+	changed := _facts.resources_changed
+	not changed == [] # the usual case, decided without a built-in call
+	n := count(changed)
 	n > 0
 }
 
 factors contains {"name": "probe_removed", "points": _w("probe_removed"), "detail": sprintf("%s removed", [p])} if {
 	scored
-	some p in _facts.probes_removed
+	removed := _facts.probes_removed
+	some p in removed
 }
 
 factors contains {"name": "max_unavailable_all", "points": _w("max_unavailable_all"), "detail": "the rollout strategy may take every pod down at once"} if {
@@ -70,17 +88,20 @@ factors contains {"name": "max_unavailable_all", "points": _w("max_unavailable_a
 
 factors contains {"name": "privileged_added", "points": _w("privileged_added"), "detail": sprintf("container %s becomes privileged", [c])} if {
 	scored
-	some c in _facts.privileged_added
+	added := _facts.privileged_added
+	some c in added
 }
 
 factors contains {"name": "host_settings_added", "points": _w("host_settings_added"), "detail": sprintf("%s added", [h])} if {
 	scored
-	some h in _facts.host_settings_added
+	added := _facts.host_settings_added
+	some h in added
 }
 
 factors contains {"name": "criticality", "points": p, "detail": sprintf("criticality %s", [_facts.criticality])} if {
 	scored
-	p := data.deployguard.config.risk.criticality[_facts.criticality]
+	c := _facts.criticality
+	p := _config.criticality[c]
 	is_number(p)
 }
 
@@ -97,27 +118,46 @@ factors contains {"name": "large_diff", "points": _w("large_diff"), "detail": sp
 
 default _replica_percent := 50
 
-_replica_percent := data.deployguard.config.risk.replica_change_percent if is_number(data.deployguard.config.risk.replica_change_percent)
+_replica_percent := p if {
+	p := _config.replica_change_percent
+	is_number(p)
+}
 
 default _large_diff := 20
 
-_large_diff := data.deployguard.config.risk.large_diff if is_number(data.deployguard.config.risk.large_diff)
+_large_diff := d if {
+	d := _config.large_diff
+	is_number(d)
+}
 
-_positive := [f | some f in factors; f.points > 0]
+# The factors that add points.
+_positive := [f | all := factors; some f in all; f.points > 0]
 
-score := sum([f.points | some f in _positive])
+score := 0 if {
+	not _positive[0]
+} else := p if {
+	not _positive[1] # one factor, the usual case: no built-in call
+	p := _positive[0].points
+} else := sum([f.points | positive := _positive; some f in positive])
 
 # Factors by points, highest first. rego-cpp sorts numbers as text, so the key is a
-# fixed-width number (9999 - points) and the order is the same in both engines.
-_ranked := [f |
-	some key in sort([sprintf("%d#%s#%s", [9999 - g.points, g.name, g.detail]) | some g in _positive])
-	some f in _positive
-	sprintf("%d#%s#%s", [9999 - f.points, f.name, f.detail]) == key
+# fixed-width number (9999 - points) and the order of the keys is the same in both
+# engines; factors with equal keys are equal. One factor needs no key.
+_ranked := _positive if {
+	not _positive[1]
+} else := [p[1] |
+	sorted := sort([[sprintf("%d#%s#%s", [9999 - f.points, f.name, f.detail]), f] | positive := _positive; some f in positive])
+	some p in sorted
 ]
 
-top_factors := array.slice(_ranked, 0, 3)
+top_factors := _ranked if {
+	not _ranked[3]
+} else := array.slice(_ranked, 0, 3)
 
-explanation := concat("; ", [sprintf("%s (+%v)", [f.detail, f.points]) | some f in top_factors])
+explanation := sprintf("%s (+%v)", [f.detail, f.points]) if {
+	not top_factors[1] # one factor: what concat would give, without the call
+	f := top_factors[0]
+} else := concat("; ", [sprintf("%s (+%v)", [f.detail, f.points]) | top := top_factors; some f in top])
 
 level := "deny" if {
 	score >= thresholds.deny
@@ -129,9 +169,17 @@ level := "deny" if {
 
 annotations := {"risk-score": sprintf("%v", [score]), "risk-level": level, "risk-factors": explanation} if scored
 
+# The score needs an approval (a break-glass) or is refused: level approval or deny.
+# Two bodies, not `level in {...}`: rego-cpp would build the set on every evaluation.
+default blocking := false
+
+blocking if level == "approval"
+
+blocking if level == "deny"
+
 violation contains {"message": msg, "fix": _fix} if {
+	blocking
 	scored
-	level in {"approval", "deny"}
 	not governance.break_glass_active
 	msg := concat("", [
 		lib.subject, " has change-risk score ", sprintf("%v", [score]), ", at or above the ", level,

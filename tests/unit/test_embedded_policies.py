@@ -1,0 +1,82 @@
+"""What decision.rego's shortcuts for rego-cpp rely on, kept true as the rules change.
+
+decision.rego iterates a fixed array of rule names (and the configured extras), looks
+up `annotations` only in the rule packages it lists as defining them, and leaves the
+listed names out of urlquery.encode. See the comments there and in lib.rego.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from regopy import rego_shared
+
+from webhook.engines import embedded
+from webhook.engines.embedded import EmbeddedEngine
+from webhook.policy_bundle import load_bundle
+
+_PACKAGE = re.compile(r"^package\s+deployguard\.rules\.(\w+)\s*$", re.MULTILINE)
+_ANNOTATIONS_RULE = re.compile(r"^annotations\b", re.MULTILINE)
+ENTRYPOINTS = ("deployguard/_listed", "deployguard/_annotated", "deployguard/rule_names", "deployguard/_calendar_rules")
+
+
+@pytest.fixture(scope="module")
+def values(policies_dir: Path) -> dict[str, Any]:
+    compiled = embedded.compile_bundle(load_bundle(policies_dir), entrypoints=ENTRYPOINTS)
+    runner = embedded._interpreter()
+    embedded.set_input(runner, {})
+    found = {}
+    for entrypoint in ENTRYPOINTS:
+        impl = rego_shared.rego_bundle_query_entrypoint(runner._impl, compiled._impl, entrypoint)
+        try:
+            text = rego_shared.rego_output_string(impl)
+        finally:
+            rego_shared.rego_free_output(impl)
+        found[entrypoint.rsplit("/", 1)[1]] = embedded.parse_output(True, text, entrypoint)
+    return found
+
+
+def test_the_listed_rules_are_the_registered_ones_once_each(values: dict[str, Any]) -> None:
+    assert len(values["_listed"]) == len(set(values["_listed"]))
+    assert set(values["_listed"]) == set(values["rule_names"]) | set(values["_calendar_rules"])
+
+
+def test_listed_names_need_no_percent_encoding(values: dict[str, Any]) -> None:
+    """_key leaves a listed name as it is: urlquery.encode would not change it."""
+    assert all(re.fullmatch(r"[A-Za-z0-9._~-]+", name) for name in values["_listed"])
+
+
+def test_the_rules_that_define_annotations_are_the_annotated_ones(policies_dir: Path, values: dict[str, Any]) -> None:
+    defining = set()
+    for path in (policies_dir / "deployguard" / "rules").glob("*.rego"):
+        if path.name.endswith("_test.rego"):
+            continue
+        source = path.read_text()
+        package = _PACKAGE.search(source)
+        if package and _ANNOTATIONS_RULE.search(source):
+            defining.add(package.group(1))
+    assert defining == set(values["_annotated"])
+    assert set(values["_annotated"]) <= set(values["_listed"])
+
+
+async def test_a_guard_on_one_argument_runs_before_a_built_in_on_another(policies_dir: Path) -> None:
+    """rego-cpp orders a function's expressions by its parameters: endswith(img.image)
+    must not run on a non-string image before the tag is found not to be "latest"."""
+    engine = EmbeddedEngine()
+    await engine.load(load_bundle(policies_dir))
+    image = {"container": "web", "container_type": "container", "image": 42,
+             "ref": {"valid": True, "error": "", "registry": "docker.io", "repository": "library/nginx", "tag": "1.27",
+                     "digest": "", "pinned": False, "name": "docker.io/library/nginx",
+                     "normalized": "docker.io/library/nginx:1.27"}}  # fmt: skip
+    policy_input = {"request": {"operation": "CREATE", "dry_run": False, "group": "apps", "version": "v1",
+                                "kind": "Deployment", "namespace": "shop", "name": "web",
+                                "user": {"username": "alice", "groups": []}},
+                    "workload": {"kind": "Deployment", "labels": {"app.kubernetes.io/version": "1"}, "annotations": {},
+                                 "template_labels": {}, "template_annotations": {}, "replicas": 1},
+                    "change": {"type": "create"}, "images": [image], "facts": {}}  # fmt: skip
+    decision = await engine.evaluate(policy_input)
+    assert [f["rule"] for f in decision["deny"]] == ["digest_pinning"]
+    assert 'tag "1.27" can be pushed again' in decision["deny"][0]["message"]
