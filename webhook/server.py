@@ -40,27 +40,6 @@ class ORJSONResponse(Response):
         return orjson.dumps(content)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadReview("Content-Length is not a number") from None
-        if size > limit:
-            raise BadReview(f"the body is {size} bytes; the limit is {limit} (admission.max_body_bytes)", status=413)
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise BadReview(
-                f"the body is larger than the limit of {limit} bytes (admission.max_body_bytes)", status=413
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def decode_json(body: bytes, max_depth: int = ORJSON_MAX_DEPTH) -> Any:
     """The parsed body; empty, invalid or too deeply nested JSON is a 400 with the reason."""
     if not body:
@@ -104,7 +83,8 @@ def _content_length(scope: Scope) -> bytes | None:
 
 
 async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The request body straight from ASGI messages, refusing more than ``limit`` bytes."""
+    """The request body straight from ASGI messages, refusing more than ``limit`` bytes without
+    reading it all (the declared Content-Length first, then what actually arrives)."""
     declared = _content_length(scope)
     if declared is not None:
         try:
@@ -186,7 +166,9 @@ def create_app(
     @app.post("/validate", openapi_extra=VALIDATE_OPENAPI)
     async def validate(request: Request) -> Response:
         """Documents /validate in the OpenAPI schema; calls are answered by ValidateFastPath."""
-        status, payload = await answer_validate(reviewer, lambda: read_body(request, max_body_bytes), max_json_depth)
+        status, payload = await answer_validate(
+            reviewer, lambda: read_asgi_body(request.scope, request.receive, max_body_bytes), max_json_depth
+        )
         return ORJSONResponse(payload, status_code=status)
 
     if mutator is not None:
@@ -195,7 +177,9 @@ def create_app(
         async def mutate(request: Request) -> Response:
             """Optional (images.mutate_enabled): pins verified tags to tag@digest; never denies."""
             try:
-                review = parse_review(decode_json(await read_body(request, max_body_bytes), max_json_depth))
+                review = parse_review(
+                    decode_json(await read_asgi_body(request.scope, request.receive, max_body_bytes), max_json_depth)
+                )
             except BadReview as exc:
                 return ORJSONResponse({"error": exc.reason}, status_code=exc.status)
             return ORJSONResponse(await mutator.mutate(review))
