@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLES, REPO, tool
-from webhook.config import load_settings
+from webhook.config import Settings, load_settings
 
 CHART = REPO / "charts" / "deployguard"
 NAMESPACE = "deployguard-system"
@@ -32,7 +32,12 @@ OPTIONS: dict[str, list[str]] = {
     "fail-open": ["--set", "webhook.failurePolicy=Ignore"],
     "monitoring": ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"],
     "warn-first": ["--set", "policies.mode=warn"],
-}
+    "mutual-tls": [
+        "--set", "tls.clientCA.enabled=true",
+        "--set", "tls.clientCA.existingSecret=apiserver-client-ca",
+        "--set", "workers=2",
+    ],
+}  # fmt: skip
 
 
 def helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
@@ -138,6 +143,93 @@ def test_rendered_config_is_what_deployguard_serve_reads(tmp_path: Path) -> None
         assert settings.admission.deadline_seconds < 10
 
 
+def rendered_settings(docs: list[dict[str, Any]], into: Path) -> Settings:
+    """The config.yaml of the rendered ConfigMap, read by deployguard's own loader."""
+    (config_map,) = [d for d in by_kind(docs, "ConfigMap") if "config.yaml" in d["data"]]
+    into.write_text(config_map["data"]["config.yaml"])
+    return load_settings(into)
+
+
+def webhook_pod(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Deployment's pod spec and its deployguard container."""
+    (deployment,) = by_kind(docs, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = [c for c in spec["containers"] if c["name"] == "deployguard"]
+    return spec, container
+
+
+@pytest.mark.integration
+def test_workers_reach_the_config(tmp_path: Path) -> None:
+    assert rendered_settings(render(), tmp_path / "default.yaml").server.workers == 1
+    settings = rendered_settings(render("--set", "workers=4"), tmp_path / "four.yaml")
+    assert settings.server.workers == 4
+
+
+CA_ITEMS = [{"key": "root.pem", "path": "ca.crt"}]  # whatever the key, the file is ca.crt
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("source", "volume"),
+    [
+        ("existingSecret", {"secret": {"secretName": "apiserver-client-ca", "items": CA_ITEMS}}),
+        ("existingConfigMap", {"configMap": {"name": "apiserver-client-ca", "items": CA_ITEMS}}),
+    ],
+)
+def test_client_ca_is_mounted_and_configured(tmp_path: Path, source: str, volume: dict[str, Any]) -> None:
+    default = render()
+    assert rendered_settings(default, tmp_path / "default.yaml").server.client_ca_file is None
+    spec, container = webhook_pod(default)
+    assert "client-ca" not in {v["name"] for v in spec["volumes"]}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+    docs = render(
+        "--set", "tls.clientCA.enabled=true",
+        "--set", f"tls.clientCA.{source}=apiserver-client-ca",
+        "--set", "tls.clientCA.key=root.pem",
+    )  # fmt: skip
+    settings = rendered_settings(docs, tmp_path / "mtls.yaml")
+    assert settings.server.client_ca_file == Path("/etc/deployguard/client-ca/ca.crt")
+    spec, container = webhook_pod(docs)
+    (mounted,) = [v for v in spec["volumes"] if v["name"] == "client-ca"]
+    assert mounted == {"name": "client-ca", **volume}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "client-ca"]
+    assert settings.server.client_ca_file.parent == Path(mount["mountPath"]) and mount["readOnly"] is True
+    # The kubelet presents no client certificate: HTTPS probes would fail the handshake.
+    for probe in (container["readinessProbe"], container["livenessProbe"]):
+        assert probe["tcpSocket"] == {"port": "https"} and "httpGet" not in probe
+
+
+def freeze_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    roles = [r for r in by_kind(docs, "ClusterRole") if "certs" not in r["metadata"]["name"]]
+    return [rule for role in roles for rule in role["rules"] if "deployguard.io" in rule["apiGroups"]]
+
+
+@pytest.mark.integration
+def test_change_calendar_watch_reaches_the_config_with_the_rbac_it_needs(tmp_path: Path) -> None:
+    default = render()
+    windows = rendered_settings(default, tmp_path / "default.yaml").windows
+    assert windows.watch_kubernetes is True
+    assert (windows.resync_seconds, windows.stale_after_seconds) == (300, 120)
+    (rule,) = freeze_rules(default)
+    assert set(rule["verbs"]) >= {"get", "list", "watch"}
+    kinds = ("changefreezes", "changewindows", "clusterchangefreezes", "clusterchangewindows")
+    assert {p.name for p in (CHART / "crds").glob("*.yaml")} == {f"{kind}.yaml" for kind in kinds}
+
+    # helm --set makes 30.5 a string (the schema refuses it); --set-json or a values file keeps the number.
+    tuned = render("--set", "changeCalendar.resyncSeconds=60", "--set-json", "changeCalendar.staleAfterSeconds=30.5")
+    windows = rendered_settings(tuned, tmp_path / "tuned.yaml").windows
+    assert (windows.resync_seconds, windows.stale_after_seconds) == (60, 30.5)
+
+    off = render("--set", "changeCalendar.watchKubernetes=false", "--set", "rbac.freezes=false")
+    assert rendered_settings(off, tmp_path / "off.yaml").windows.watch_kubernetes is False
+    assert not freeze_rules(off)
+    # Without the chart's RBAC the operator grants it; the chart cannot check.
+    own = render("--set", "rbac.create=false", "--set", "rbac.freezes=false")
+    assert rendered_settings(own, tmp_path / "own.yaml").windows.watch_kubernetes is True
+
+
 @pytest.mark.integration
 def test_certificate_options() -> None:
     default = render()
@@ -191,6 +283,24 @@ BAD_VALUES = [
     (["--set", "image.tag=latest"], 'image.tag is "latest": pin a version'),
     (["--set", "admission.deadlineSeconds=12"], "must be below webhook.timeoutSeconds"),
     (["--set", "replicaCount=1"], "run at least 2 replicas"),
+    (["--set", "workers=two"], "at '/workers': got string, want integer"),
+    (["--set", "workers=0"], "at '/workers': minimum"),
+    (["--set", "tls.clientCA.enabled=yes"], "at '/tls/clientCA/enabled': got string, want boolean"),
+    (["--set", "tls.clientCA.existingSecret=Not_A_Name"], "/tls/clientCA/existingSecret"),
+    (["--set", "tls.clientCA.ca=x"], "additional properties 'ca' not allowed"),
+    (["--set", "changeCalendar.watchKubernetes=1"], "at '/changeCalendar/watchKubernetes': got number, want boolean"),
+    (["--set", "changeCalendar.resyncSeconds=soon"], "at '/changeCalendar/resyncSeconds': got string, want number"),
+    (["--set", "changeCalendar.staleAfterSeconds=0"], "/changeCalendar/staleAfterSeconds"),
+    (["--set", "tls.clientCA.enabled=true"], "name the client CA's existingConfigMap or its existingSecret"),
+    (
+        ["--set", "tls.clientCA.enabled=true,tls.clientCA.existingSecret=a,tls.clientCA.existingConfigMap=b"],
+        "name the client CA's existingConfigMap or its existingSecret (one of them)",
+    ),
+    (
+        ["--set", "tls.clientCA.enabled=true,tls.clientCA.existingSecret=a,metrics.serviceMonitor.enabled=true"],
+        "which the ServiceMonitor does not present",
+    ),
+    (["--set", "rbac.freezes=false"], "changeCalendar.watchKubernetes needs rbac.freezes"),
 ]
 
 

@@ -7,10 +7,12 @@ larger than the caps: the internal servers must never see a request.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from webhook.config import RegistrySettings
@@ -145,3 +147,92 @@ async def test_responses_larger_than_the_caps_are_refused() -> None:
     finally:
         await client.aclose()
         big.close()
+
+
+class Listener:
+    """A TCP listener on loopback that records every connection and closes it at once."""
+
+    def __init__(self) -> None:
+        self.connections: list[tuple[str, int]] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)
+        self.host = f"127.0.0.1:{self._sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.connections.append(peer)
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
+@pytest.fixture
+def env_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Listener]:
+    """Every proxy variable points at a listener; nothing is exempt from it (no NO_PROXY)."""
+    proxy = Listener()
+    for name in PROXY_VARIABLES:
+        monkeypatch.setenv(name, f"http://{proxy.host}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield proxy
+    proxy.close()
+
+
+async def test_environment_proxies_are_not_used_and_the_guard_still_applies(
+    env_proxy: Listener, internal: Recorder
+) -> None:
+    """A proxy from the environment would connect on deployguard's behalf, past the address
+    checks (it resolves and connects itself); the registry client must not use one."""
+    digest = "sha256:" + "c" * 64
+    registry = Recorder(headers={"Docker-Content-Digest": digest})
+    tls_registry = Listener()  # https: the TLS handshake goes to it directly (and fails: it closes)
+    port = int(internal.host.rsplit(":", 1)[1])
+    sneaky = f"registry.sneaky.test:{port}"  # allowed, not private, resolves to loopback
+
+    async def resolve(host: str, _port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    try:
+        # The control: a plain httpx client in this environment does go through the proxy.
+        async with httpx.AsyncClient(timeout=3) as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.get(f"http://{registry.host}/v2/")
+        assert len(env_proxy.connections) == 1 and registry.requests == []
+        env_proxy.connections.clear()
+
+        settings = RegistrySettings(
+            allowed_registries=(registry.host, tls_registry.host, sneaky),
+            private_registries=(registry.host, tls_registry.host),
+            plain_http_registries=(registry.host, sneaky),
+            retries=0,
+            timeout_seconds=3,
+        )
+        client = RegistryClient(settings, resolve=resolve)
+        try:
+            assert await client.resolve(registry.host, "app", "1.0") == digest
+            assert registry.requests == [("/v2/app/manifests/1.0", registry.host)]
+            with pytest.raises(RegistryError, match="unreachable"):
+                await client.resolve(tls_registry.host, "app", "1.0")
+            assert len(tls_registry.connections) == 1  # straight to the registry, no CONNECT via the proxy
+            with pytest.raises(RefusedAddress, match=r"internal address 127\.0\.0\.1"):
+                await client.resolve(sneaky, "app", "1.0")
+            assert internal.requests == []
+        finally:
+            await client.aclose()
+        assert env_proxy.connections == []
+    finally:
+        registry.close()
+        tls_registry.close()

@@ -140,7 +140,9 @@ class RegistryClient:
             verify = context
         # Connections go to the address checked when they are made (no DNS rebinding past the guard).
         transport = pinned_transport(verify, may_be_internal=self._may_be_internal, resolve=resolve)
-        self._http = httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=settings.timeout_seconds)
+        self._http = httpx.AsyncClient(
+            transport=transport, follow_redirects=False, timeout=settings.timeout_seconds, trust_env=False
+        )
         # Tokens per (registry, scope, credentials fingerprint): a token fetched with one
         # namespace's pull secret must never serve a request that has no such secret.
         self._tokens: dict[tuple[str, str, str], str] = {}

@@ -46,6 +46,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-ca" (include "deployguard.fullname" .) }}
 {{- end }}
 
+{{/* mTLS: where the client CA (tls.clientCA) is mounted. */}}
+{{- define "deployguard.clientCADir" -}}
+/etc/deployguard/client-ca
+{{- end }}
+
+{{- define "deployguard.clientCAFile" -}}
+{{- printf "%s/ca.crt" (include "deployguard.clientCADir" .) }}
+{{- end }}
+
 {{- define "deployguard.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
@@ -74,6 +83,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (le (int .Values.replicaCount) 1) (eq .Values.webhook.failurePolicy "Fail") }}
 {{- fail "replicaCount 1 with failurePolicy Fail and a PodDisruptionBudget blocks node drains and stops deploys whenever the one pod is down; run at least 2 replicas" }}
+{{- end }}
+{{- $clientCA := .Values.tls.clientCA }}
+{{- if $clientCA.enabled }}
+{{- if ne (len (compact (list $clientCA.existingConfigMap $clientCA.existingSecret))) 1 }}
+{{- fail "tls.clientCA.enabled: name the client CA's existingConfigMap or its existingSecret (one of them)" }}
+{{- end }}
+{{- if .Values.metrics.serviceMonitor.enabled }}
+{{- fail "tls.clientCA.enabled with metrics.serviceMonitor.enabled: the listener then requires a client certificate, which the ServiceMonitor does not present; turn one of them off" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.changeCalendar.watchKubernetes .Values.rbac.create (not .Values.rbac.freezes) }}
+{{- fail "changeCalendar.watchKubernetes needs rbac.freezes (get/list/watch on the deployguard.io freeze and window kinds); turn one on or the other off" }}
 {{- end }}
 {{- end }}
 
