@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
+import tempfile
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -18,10 +20,12 @@ import regopy
 from regopy import rego_shared
 
 from webhook.engines import DECISION_PATH, PROBE_INPUT
+from webhook.engines.plan_locals import UnsupportedPlan, compact_plan, frame_size
 from webhook.errors import EngineError, PolicyLoadError
 from webhook.policy_bundle import PolicyBundle
 
 ENTRYPOINT = "/".join(DECISION_PATH)
+log = logging.getLogger("deployguard.engine")
 
 # The order of an object's keys as rego-cpp stores them: hot keys first, then the rest in
 # their own order. rego-cpp finds an object member by serialising the key of every
@@ -132,6 +136,32 @@ def compile_bundle(bundle: PolicyBundle, *, with_tests: bool = False, entrypoint
         return interp.build(None, list(entrypoints or (ENTRYPOINT,)))
     except regopy.RegoError as exc:
         raise PolicyLoadError(f"policy revision {bundle.revision} does not compile: {exc}") from None
+
+
+def compact_locals(compiled: Any) -> Any:
+    """The compiled bundle with its locals renumbered (webhook/engines/plan_locals.py).
+
+    rego-cpp copies a frame of every local in the bundle on each built-in call; the
+    renumbered plan needs a frame about a fifth of the size. The bundle goes through
+    rego-cpp's own save and load (plan.json), so the loaded plan passes its checks.
+    When the plan cannot be shown safe to renumber, the bundle is used as compiled.
+    """
+    with tempfile.TemporaryDirectory(prefix="deployguard-plan-") as tmp:
+        interp = _interpreter()
+        try:
+            interp.save_bundle(tmp, compiled)
+            plan_path = f"{tmp}/plan.json"
+            with open(plan_path, "rb") as f:
+                plan = orjson.loads(f.read())
+            compact = compact_plan(plan)
+            with open(plan_path, "wb") as f:
+                f.write(orjson.dumps(compact))
+            loaded = interp.load_bundle(tmp)
+        except (UnsupportedPlan, regopy.RegoError, OSError, ValueError) as exc:
+            log.info("policy plan kept as compiled (locals not renumbered): %s", exc)
+            return compiled
+    log.debug("policy plan locals renumbered: frame of %d -> %d", frame_size(plan), frame_size(compact))
+    return loaded
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -281,6 +311,21 @@ def _evaluate(runner: regopy.Interpreter, compiled: Any, policy_input: dict[str,
     return parse_output(ok, text, "data.deployguard.decision")
 
 
+def _compacted_if_equal(compiled: Any, probe: Any) -> Any:
+    """The renumbered bundle when it decides the probe input as the compiled one does."""
+    compact = compact_locals(compiled)
+    if compact is compiled:
+        return compiled
+    try:
+        same = _evaluate(_interpreter(), compact, PROBE_INPUT) == probe
+    except EngineError:
+        same = False
+    if not same:
+        log.warning("renumbered policy plan decides the probe input differently; using the plan as compiled")
+        return compiled
+    return compact
+
+
 class EmbeddedEngine:
     """rego-cpp, compiled per revision, evaluated inline (sub-millisecond, no I/O)."""
 
@@ -300,9 +345,10 @@ class EmbeddedEngine:
         compiled = compile_bundle(bundle)
         runner = _interpreter()
         try:
-            _evaluate(runner, compiled, PROBE_INPUT)
+            probe = _evaluate(runner, compiled, PROBE_INPUT)
         except EngineError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} compiles but cannot decide: {exc}") from None
+        compiled = _compacted_if_equal(compiled, probe)
         with self._lock:
             self._bundle, self._runner, self._revision = compiled, runner, bundle.revision
 
