@@ -82,7 +82,11 @@ CLIENTS = ("vegeta", "loadgen")
 PERCENTILES = {"p50": "50th", "p90": "90th", "p95": "95th", "p99": "99th", "max": "max"}  # ours -> vegeta report's
 
 
-def wrk(url: str, body: Path, duration: int, connections: int, script: Path, unique: bool) -> dict[str, float]:
+def wrk(
+    url: str, body: Path, duration: int, connections: int, script: Path, unique: bool, server: int | None = None
+) -> dict[str, float]:
+    """One wrk run; with ``server`` (its process group), also the cores the client and the server used."""
+    client_cpu, server_cpu, started = children_cpu(), group_cpu(server) if server else 0.0, time.monotonic()
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -99,6 +103,11 @@ def wrk(url: str, body: Path, duration: int, connections: int, script: Path, uni
             result[f"p{pct}_ms"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["errors"] = float(errors.group(1)) if errors else 0.0
+    if server:
+        wall = time.monotonic() - started
+        result["client_cores"] = round((children_cpu() - client_cpu) / wall, 2)
+        result["server_cores"] = round((group_cpu(server) - server_cpu) / wall, 2)
+        result["rps_per_server_core"] = round(rps / max(result["server_cores"], 0.01))
     return result
 
 
@@ -305,7 +314,9 @@ def main() -> int:
                 proc.wait_until(lambda: http_ok(health, cafile=certs.ca_cert), 60, "serving")  # noqa: B023
                 url = f"https://127.0.0.1:{port}/validate"
                 wrk(url, args.body, 2, args.connections, script, False)  # warm up
-                result: dict[str, Any] = wrk(url, args.body, args.duration, args.connections, script, False)
+                result: dict[str, Any] = wrk(
+                    url, args.body, args.duration, args.connections, script, False, server=proc.pid
+                )
                 results[f"{name}, repeated"] = result
                 half = max(1, round(result["rps"] / 2))
                 for client in clients:
@@ -329,7 +340,9 @@ def main() -> int:
                         result.update(half_rate=fixed["rate"], half_p50_ms=fixed["p50_ms"], half_p99_ms=fixed["p99_ms"],
                                       half_errors=fixed["errors"], half_client=client)  # fmt: skip
                 if not name.startswith("echo"):
-                    results[f"{name}, unique"] = wrk(url, args.body, args.duration, args.connections, script, True)
+                    results[f"{name}, unique"] = wrk(
+                        url, args.body, args.duration, args.connections, script, True, server=proc.pid
+                    )
             finally:
                 proc.stop()
     finally:
@@ -371,6 +384,15 @@ def main() -> int:
         unique_two = results["deployguard embedded x2 workers, unique"]["rps"]
         unique_one = results["deployguard embedded, unique"]["rps"]
         print(f"2 workers / 1 worker: repeated {two['rps'] / one['rps']:.2f}x, unique {unique_two / unique_one:.2f}x")
+        # wrk runs on the same two cores: what the server processes got is what scaled
+        per_core = [(two[k] / one[k]) for k in ("rps_per_server_core",) if k in one and k in two]
+        if per_core:
+            print(
+                f"  at the maximum rate wrk used {one['client_cores']:.2f} / {two['client_cores']:.2f} cores and the"
+                f" server {one['server_cores']:.2f} / {two['server_cores']:.2f} (1 / 2 workers); requests per"
+                f" server core: {one['rps_per_server_core']:.0f} / {two['rps_per_server_core']:.0f}"
+                f" ({per_core[0]:.2f}x per core)"
+            )
     print(json.dumps(results))
     shutil.rmtree(work, ignore_errors=True)
     return 0
