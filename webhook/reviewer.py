@@ -174,7 +174,7 @@ class Reviewer:
         hit = findings is not None
         try:
             if findings is None:
-                raw = await asyncio.wait_for(self.engine.evaluate(policy_input), max(budget, 0.001))
+                raw = await self._run_engine(policy_input, max(budget, 0.001))
                 findings = parse_findings(raw)
                 if self.engine.revision == revision:
                     self.memo.put(key, findings)
@@ -197,6 +197,23 @@ class Reviewer:
             revision=revision,
             engine=self.engine.name,
         ), hit
+
+    async def _run_engine(self, policy_input: dict[str, Any], budget: float) -> dict[str, Any]:
+        """The engine's decision document within ``budget`` seconds, or TimeoutError.
+
+        An in-process engine (one with ``evaluate_sync``) runs to its end once started:
+        nothing preempts its C code, so a Task and a timer around it would only add
+        cost. Its answer counts only if it came within the budget; a late one is a
+        timeout like any other (fail closed unless configured otherwise), never an allow.
+        """
+        evaluate_sync = getattr(self.engine, "evaluate_sync", None)
+        if evaluate_sync is None:
+            return await asyncio.wait_for(self.engine.evaluate(policy_input), budget)
+        started = time.perf_counter()
+        raw: dict[str, Any] = evaluate_sync(policy_input)
+        if time.perf_counter() - started > budget:
+            raise TimeoutError
+        return raw
 
     def _record(
         self,

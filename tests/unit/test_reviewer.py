@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -154,6 +155,26 @@ async def test_engine_failure_or_timeout_is_a_denial(engine: BrokenEngine, decis
     assert response["allowed"] is False
     assert "could not be evaluated" in response["status"]["message"]
     assert decision_log.records[-1]["error"]
+
+
+class LateInlineEngine(BrokenEngine):
+    """An in-process engine whose evaluation runs past the deadline (it cannot be interrupted)."""
+
+    def evaluate_sync(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.08)
+        return {"deny": [], "warn": [], "dryrun": []}  # an allow, had it come in time
+
+
+async def test_a_late_answer_from_an_inline_engine_is_a_timeout_not_an_allow(decision_log: CapturedLog) -> None:
+    late = LateInlineEngine(EngineError(""))
+    reviewer = Reviewer(late, admission=AdmissionSettings(deadline_seconds=0.05), policy=PolicySettings(),
+                        log=decision_log)  # fmt: skip
+    response = await decide(reviewer, admission_review(workload("Deployment", PINNED)))
+    assert response["allowed"] is False
+    assert "did not finish within the 0.05 s deadline" in response["status"]["message"]
+    in_time = Reviewer(late, admission=AdmissionSettings(deadline_seconds=5), policy=PolicySettings(),
+                       log=decision_log)  # fmt: skip
+    assert (await decide(in_time, admission_review(workload("Deployment", PINNED))))["allowed"] is True
 
 
 async def test_unsafe_fail_open_admits_with_a_warning(decision_log: CapturedLog) -> None:
