@@ -71,6 +71,17 @@ _KNOWN = frozenset(_READS) | frozenset(_WRITES) | _OPERANDS_ONLY | {"ScanStmt"}
 _FIXED = (0, 1)  # input and data
 
 
+def _nodes(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object below ``node`` (blocks, statements, operands), depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
 class UnsupportedPlan(Exception):
     """The plan holds something the analysis does not cover: keep it as it is."""
 
@@ -163,58 +174,47 @@ def _assigned_first(blocks: Iterable[dict[str, Any]], params: set[int]) -> bool:
     return run(blocks, set(_FIXED) | params) is not None
 
 
+def _local_fields(item: dict[str, Any]) -> tuple[str, ...]:
+    """The fields of a statement that hold local indices (not operands)."""
+    kind = item["type"]
+    if kind not in _KNOWN:
+        raise UnsupportedPlan(f"statement {kind}")
+    fields = set(_READS.get(kind, ()) + _WRITES.get(kind, ()))
+    if kind == "ScanStmt":
+        fields |= {"key", "value"}
+    return tuple(fields)
+
+
 def _locals_of(node: Any, acc: set[int]) -> None:
     """Every local index used anywhere below ``node`` (statements and operands)."""
-    if isinstance(node, dict):
-        if "stmt" in node:
-            kind, stmt = node["type"], node["stmt"]
-            if kind not in _KNOWN:
-                raise UnsupportedPlan(f"statement {kind}")
-            acc.update(stmt[f] for f in _READS.get(kind, ()) + _WRITES.get(kind, ()))
-            if kind == "ScanStmt":
-                acc.update((stmt["key"], stmt["value"]))
-            acc.update(o["value"] for o in _operands(stmt))
-        for value in node.values():
-            _locals_of(value, acc)
-    elif isinstance(node, list):
-        for value in node:
-            _locals_of(value, acc)
+    for item in _nodes(node):
+        if "stmt" in item:
+            acc.update(item["stmt"][f] for f in _local_fields(item))
+            acc.update(o["value"] for o in _operands(item["stmt"]))
 
 
 def _renumber(node: Any, mapping: dict[int, int]) -> None:
-    if isinstance(node, dict):
-        if "stmt" in node:
-            kind, stmt = node["type"], node["stmt"]
-            for f in set(_READS.get(kind, ()) + _WRITES.get(kind, ())):
+    for item in _nodes(node):
+        if "stmt" in item:
+            stmt = item["stmt"]
+            for f in _local_fields(item):
                 stmt[f] = mapping[stmt[f]]
-            if kind == "ScanStmt":
-                stmt["key"], stmt["value"] = mapping[stmt["key"]], mapping[stmt["value"]]
             for operand in _operands(stmt):
                 operand["value"] = mapping[operand["value"]]
-        for value in node.values():
-            _renumber(value, mapping)
-    elif isinstance(node, list):
-        for value in node:
-            _renumber(value, mapping)
 
 
 def _calls(node: Any, strings: list[str], funcs: dict[str, list[str]]) -> set[str]:
     """Names of the functions ``node`` may call (dynamic calls: every name the path can match)."""
     found: set[str] = set()
-    if isinstance(node, dict):
-        if node.get("type") == "CallStmt" and node["stmt"]["func"] in funcs:
-            found.add(node["stmt"]["func"])
-        elif node.get("type") == "CallDynamicStmt":
-            path = [strings[o["value"]] if o.get("type") == "string_index" else None for o in node["stmt"]["path"]]
+    for item in _nodes(node):
+        if item.get("type") == "CallStmt" and item["stmt"]["func"] in funcs:
+            found.add(item["stmt"]["func"])
+        elif item.get("type") == "CallDynamicStmt":
+            path = [strings[o["value"]] if o.get("type") == "string_index" else None for o in item["stmt"]["path"]]
             for name, fpath in funcs.items():
                 n = min(len(path), len(fpath))
                 if all(p is None or p == q for p, q in zip(path[1:n], fpath[1:n], strict=True)):
                     found.add(name)
-        for value in node.values():
-            found |= _calls(value, strings, funcs)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _calls(value, strings, funcs)
     return found
 
 
@@ -272,40 +272,17 @@ def _numbers_first(plan: dict[str, Any]) -> None:
     count (not the string count), so with few locals a number literal at a high string
     index would fail the check although the index is valid.
     """
-    refs: list[int] = []
-
-    def find(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "MakeNumberRefStmt":
-                refs.append(node["stmt"]["index"])
-            for value in node.values():
-                find(value)
-        elif isinstance(node, list):
-            for value in node:
-                find(value)
-
-    find(plan["funcs"])
-    find(plan["plans"])
+    sections = [plan["funcs"], plan["plans"]]
+    refs = {n["stmt"]["index"] for n in _nodes(sections) if n.get("type") == "MakeNumberRefStmt"}
     strings = plan["static"]["strings"]
-    first = sorted(set(refs))
-    order = first + [i for i in range(len(strings)) if i not in set(first)]
+    order = sorted(refs) + [i for i in range(len(strings)) if i not in refs]
     new_index = {old: new for new, old in enumerate(order)}
     plan["static"]["strings"] = [strings[i] for i in order]
-
-    def move(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "string_index" and "stmt" not in node:
-                node["value"] = new_index[node["value"]]
-            elif node.get("type") == "MakeNumberRefStmt":
-                node["stmt"]["index"] = new_index[node["stmt"]["index"]]
-            for value in node.values():
-                move(value)
-        elif isinstance(node, list):
-            for value in node:
-                move(value)
-
-    move(plan["funcs"])
-    move(plan["plans"])
+    for node in _nodes(sections):
+        if node.get("type") == "string_index" and "stmt" not in node:
+            node["value"] = new_index[node["value"]]
+        elif node.get("type") == "MakeNumberRefStmt":
+            node["stmt"]["index"] = new_index[node["stmt"]["index"]]
 
 
 def frame_size(plan: dict[str, Any]) -> int:
