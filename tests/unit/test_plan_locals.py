@@ -175,3 +175,20 @@ async def test_the_engine_serves_the_renumbered_plan(policies_dir: Path) -> None
     with tempfile.TemporaryDirectory() as tmp:
         embedded._interpreter().save_bundle(tmp, engine._bundle)
         assert frame_size(json.loads((Path(tmp) / "plan.json").read_text())) < 1000
+
+
+async def test_a_failed_renumbering_serves_the_plan_as_compiled(
+    policies_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The child may be missing or crash: the revision still loads and decides, as compiled."""
+    monkeypatch.setattr(embedded, "_renumbered_plans", {})
+    monkeypatch.setattr(embedded.sys, "executable", "/nonexistent/python")
+    engine = EmbeddedEngine()
+    with caplog.at_level("INFO", logger="deployguard.engine"):
+        await engine.load(load_bundle(policies_dir))
+    assert "kept as compiled" in caplog.text
+    with tempfile.TemporaryDirectory() as tmp:
+        embedded._interpreter().save_bundle(tmp, engine._bundle)
+        assert frame_size(json.loads((Path(tmp) / "plan.json").read_text())) > 1000
+    decision = engine.evaluate_sync(FULL_INPUT)
+    assert decision["deny"]
