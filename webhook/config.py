@@ -79,6 +79,11 @@ class ServerSettings:
     # signed (the API server's, configured in its AdmissionConfiguration kubeconfig); None: no client auth.
     client_ca_file: Path | None = None
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); one core each
+    # Answers per keep-alive connection; the last carries "connection: close" and the client
+    # reconnects. The kernel places the new connection on any worker (and kube-proxy on any
+    # replica): without this, an API server that reuses a few connections pins all admission
+    # traffic to one worker. 0: no limit.
+    max_requests_per_connection: int = 1000
     # "auto": uvloop when installed (uvicorn[standard] brings it; ~2x the asyncio loop's rate), else asyncio;
     # "asyncio" or "uvloop" to choose.
     event_loop: str = "auto"
@@ -318,6 +323,8 @@ def load_settings(path: Path | None) -> Settings:
         images=_images_section(raw.get("images")),
         **{name: _section(cls, raw.get(name), name) for name, cls in _GOVERNANCE_SECTIONS.items()},
     )
+    if settings.server.max_requests_per_connection < 0:
+        raise ConfigError("server.max_requests_per_connection must be 0 (no limit) or more")
     if settings.policy.engine not in ("embedded", "opa"):
         raise ConfigError(f"policy.engine must be 'embedded' or 'opa', not {settings.policy.engine!r}")
     return settings

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol, with the writes of one event-loop turn sent as one.
+"""uvicorn's httptools protocol: writes of one loop turn sent as one, connections rotated.
 
 uvicorn writes a response's head and body with two ``transport.write`` calls. Over
 TLS each becomes its own TLS record and its own ``send`` system call, and on the
@@ -6,6 +6,12 @@ loopback or node-local path between API server and webhook the second send costs
 much as the first: it was a third of a warm answer's CPU. Joining the writes made
 in one turn of the event loop (head and body are written back to back) halves that.
 The join waits at most until the end of the current loop turn, never for more data.
+
+A connection also answers at most ``max_requests`` requests: the last answer says
+``connection: close``, and the client's next connection may land on another worker
+(SO_REUSEPORT hashes new connections) or replica. An API server under steady load
+keeps reusing a handful of connections, which would otherwise pin all of its
+admission traffic to one worker for as long as the load lasts.
 """
 
 from __future__ import annotations
@@ -63,7 +69,21 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """``uvicorn.Config(http=...)``: httptools parsing, coalesced writes."""
+    """``uvicorn.Config(http=...)``: httptools parsing, coalesced writes, rotated connections."""
+
+    max_requests = 0  # per connection; 0: no limit (see with_request_limit)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.requests_seen = 0
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.requests_seen += 1
+        if self.max_requests and self.requests_seen >= self.max_requests and self.cycle is not None:
+            self.cycle.keep_alive = False  # uvicorn then answers "connection: close" and closes
+
+
+def with_request_limit(max_requests: int) -> type[CoalescingHttpToolsProtocol]:
+    """The protocol class for ``uvicorn.Config(http=...)`` with ``max_requests`` per connection."""
+    return type("RotatingHttpToolsProtocol", (CoalescingHttpToolsProtocol,), {"max_requests": max_requests})

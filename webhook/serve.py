@@ -17,7 +17,7 @@ from webhook.config import Settings
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_committers, build_gatherers
-from webhook.http_protocol import CoalescingHttpToolsProtocol
+from webhook.http_protocol import with_request_limit
 from webhook.observe.decision_log import DecisionLog
 from webhook.observe.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
@@ -125,7 +125,8 @@ async def run_server(settings: Settings, sockets: list[socket.socket] | None = N
         # mTLS: with a client CA, only callers presenting a certificate it signed (the API server) get in.
         ssl_ca_certs=str(server_cfg.client_ca_file) if server_cfg.client_ca_file else None,
         ssl_cert_reqs=ssl.CERT_REQUIRED if server_cfg.client_ca_file else ssl.CERT_NONE,
-        http=CoalescingHttpToolsProtocol,  # head and body of an answer in one TLS record and one send
+        # head and body of an answer in one TLS record and one send; connections rotated
+        http=with_request_limit(server_cfg.max_requests_per_connection),
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -62,3 +62,46 @@ async def test_close_sends_what_is_pending_first_and_abort_drops_it() -> None:
     dropped.abort()
     await asyncio.sleep(0)
     assert other.writes == [] and other.aborted
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _answers(max_requests: int, requests: int) -> tuple[list[bytes], RecordingTransport]:
+    """``requests`` requests, one after the other, on one keep-alive connection."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from webhook.http_protocol import with_request_limit
+
+    config = uvicorn.Config(_ok, http=with_request_limit(max_requests), log_level="warning", lifespan="off")
+    config.load()
+    protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+    inner = RecordingTransport()
+    protocol.connection_made(inner)
+    answers = []
+    for _ in range(requests):
+        if inner.is_closing():
+            break
+        before = len(inner.writes)
+        protocol.data_received(b"POST /validate HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        for _ in range(20):  # the app task, then the coalesced write at the end of a loop turn
+            await asyncio.sleep(0)
+        answers.append(b"".join(inner.writes[before:]))
+    return answers, inner
+
+
+async def test_the_last_answer_a_connection_may_give_closes_it() -> None:
+    """The client reconnects, and the kernel may give the new connection to another worker."""
+    answers, transport = await _answers(max_requests=3, requests=5)
+    assert len(answers) == 3 and all(a.startswith(b"HTTP/1.1 200") for a in answers)
+    assert [b"connection: close" in a.lower() for a in answers] == [False, False, True]
+    assert transport.closed
+
+
+async def test_no_limit_keeps_the_connection_open() -> None:
+    answers, transport = await _answers(max_requests=0, requests=5)
+    assert len(answers) == 5 and not any(b"connection: close" in a.lower() for a in answers)
+    assert not transport.closed
