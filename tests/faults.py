@@ -16,12 +16,13 @@ import shutil
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from tests.conftest import POLICIES
@@ -163,6 +164,21 @@ async def drive(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+@contextlib.asynccontextmanager
+async def under_load(load: Load, server: DeployguardServer, **options: Any) -> AsyncIterator[None]:
+    """``drive`` load (with ``options``) at ``server`` while the body runs; then stop it and
+    wait for the requests in flight, so that ``load`` holds every answer."""
+    stop = asyncio.Event()
+    driver = asyncio.create_task(drive(load, server.url, server.ca_file, stop=stop, **options))
+    try:
+        yield
+    except BaseException:
+        driver.cancel()
+        raise
+    stop.set()
+    await driver
+
+
 async def readyz(base: str, ca_file: Path) -> tuple[int, dict[str, Any]]:
     async with httpx.AsyncClient(verify=client_context(ca_file)) as client:
         try:
@@ -177,6 +193,31 @@ def decision_lines(server: DeployguardServer) -> int:
     if not server.decision_log.exists():
         return 0
     return sum(1 for line in server.decision_log.read_text().splitlines() if line.strip())
+
+
+def assert_all_answered(load: Load) -> None:
+    """Every request got an HTTP 200 answer (allowed or denied): no transport error, no error status."""
+    failed = [a for _, a in load.answers if a.status != 200]
+    assert not failed, failed[:3]
+
+
+def assert_log_matches(load: Load, server: DeployguardServer) -> None:
+    """The decision log has exactly one line per answered request."""
+    answered = len(load.answered())
+    assert decision_lines(server) == answered, (
+        f"{decision_lines(server)} decision log lines for {answered} answered requests"
+    )
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait (without blocking the load) until ``check()`` holds; fail saying ``what`` did not happen."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if check():
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"not within {timeout:.0f} s: {what}")
 
 
 def policies_allowing(tmp: Path, *registries: str) -> Path:
@@ -199,6 +240,17 @@ def served(work: Path, log_dir: Path, extra_config: dict[str, Any], *, name: str
     return DeployguardServer(
         tuple(deployguard_command()), work, log_dir, name=name, cert_reload_interval_seconds=0.2, extra_config=config
     )
+
+
+@contextlib.contextmanager
+def running(server: DeployguardServer) -> Iterator[DeployguardServer]:
+    """``server`` started and ready; stopped afterwards, whatever happened."""
+    server.start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 def base_url(server: DeployguardServer) -> str:

@@ -18,6 +18,7 @@ import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,6 +105,13 @@ def cosign_sign(key: KeyPair, reference: str, **env: str) -> None:
     )  # fmt: skip
 
 
+def push_signed_image(registry: LocalRegistry, repository: str, tag: str, work: Path, key: KeyPair) -> str:
+    """``push_image``, then ``cosign_sign`` it by digest with ``key`` (with the registry's credentials): its digest."""
+    digest = push_image(registry, repository, tag, work)
+    cosign_sign(key, f"{registry.host}/{repository}@{digest}", **registry.client_env)
+    return digest
+
+
 def crane_tag(reference: str, tag: str) -> None:
     run([str(tool("crane")), "tag", "--insecure", reference, tag])
 
@@ -185,6 +193,36 @@ def image_settings(
         policies=policies,
         tag_cache_ttl_seconds=0.0,
     )
+
+
+def signed_images_config(registry_host: str, key: KeyPair, **options: object) -> dict[str, object]:
+    """The ``images`` section of a deployguard config file: images under ``registry_host/shop/`` must be
+    signed with ``key`` (authority ``release-key``, image policy ``shop-images``); the loopback registry is
+    explicitly allowed as a private, plain-HTTP one. ``options`` are more keys of the section."""
+    return {
+        "enabled": True,
+        **options,
+        "registry": {"private_registries": [registry_host], "plain_http_registries": [registry_host]},
+        "authorities": [{"name": "release-key", "key": str(key.public)}],
+        "policies": [{"name": "shop-images", "images": [f"{registry_host}/shop/*"], "authorities": ["release-key"]}],
+    }
+
+
+# ---- fixtures: a tier's conftest.py imports the ones its tests use ----
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A loopback registry of the test module's own."""
+    reg = LocalRegistry(tmp_path_factory.mktemp("registry-logs"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def release_key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """A cosign key pair named ``release``, of the test module's own."""
+    return generate_key(tmp_path_factory.mktemp("keys"), "release")
 
 
 # ---- a registry that requires credentials: Debian's docker-registry (distribution 2.8) ----
@@ -327,6 +365,22 @@ class AuthRegistry(LocalRegistry):
         argv = [str(docker_registry_binary()), "serve", str(work / "config.yml")]
         self.process = Process(f"docker-registry-{self.port}", argv, log_dir)
         self.process.wait_until(lambda: _answers_401(f"http://{self.host}/v2/"), 30, "asking for credentials on /v2/")
+
+
+def auth_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    user: str,
+    password: str,
+    token_server: TokenServer | None = None,
+) -> Iterator[AuthRegistry]:
+    """An ``AuthRegistry`` working in a new temporary directory ``name``, for a fixture to ``yield from``:
+    it is stopped at the fixture's teardown."""
+    work = tmp_path_factory.mktemp(name)
+    reg = AuthRegistry(work / "logs", work, user=user, password=password, token_server=token_server)
+    yield reg
+    reg.stop()
 
 
 def _answers_401(url: str) -> bool:

@@ -21,6 +21,8 @@ import pytest
 
 from tests.conftest import tool
 from tests.controlplane import DeployguardServer, Kubectl, LocalControlPlane, Tools, deployguard_command
+from tests.oci import registry as registry  # a module's own loopback registry
+from tests.oci import release_key as release_key  # a module's own cosign key pair
 
 _PLANES: list[LocalControlPlane] = []
 

@@ -217,6 +217,35 @@ def test_a_freeze_denies_a_rollout_with_its_name_and_reopening_time_but_scale_an
     assert any(r.get("change_type") == "scale" and r["allowed"] for r in records), records
 
 
+def signed_rollout(
+    kubectl: Kubectl, control_plane: LocalControlPlane, approver: tuple[Path, Path], namespace: str, manifest: Path,
+    *, ticket: str,
+) -> tuple[dict[str, Any], str, str]:  # fmt: skip
+    """The approver signs a rollout of ``web`` to V2 as it will reach the API server (the live object,
+    new image) with ``deployguard break-glass sign``; the object, annotated with the token, is written
+    to ``manifest``. Returns the object, the token and the CLI's stderr."""
+    live = deployment(kubectl, namespace)
+    live.pop("status", None)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = V2
+    manifest.write_text(yaml.safe_dump(live))
+    argv = [*control_plane.tools.deployguard, "break-glass", "sign", "--key", str(approver[0]), "--key-id", "oncall"]
+    argv += ["--file", str(manifest), "--reason", "hotfix for the outage", "--ticket", ticket, "--ttl", "30m"]
+    signed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert signed.returncode == 0, signed.stderr
+    token = signed.stdout.strip()
+    live["metadata"].setdefault("annotations", {})[BREAK_GLASS] = token
+    manifest.write_text(yaml.safe_dump(live))
+    return live, token, signed.stderr
+
+
+def replay(kubectl: Kubectl, namespace: str, live: dict[str, Any]) -> KubectlResult:
+    """Delete ``web`` and create it again from ``live`` (same template, same break-glass annotation)."""
+    deleted = kubectl("delete", "deployment", "web", "-n", namespace, "--wait=true")
+    assert deleted.ok, deleted
+    keep = ("name", "namespace", "labels", "annotations")
+    return kubectl.apply(dict(live, metadata={k: v for k, v in live["metadata"].items() if k in keep}))
+
+
 def test_a_break_glass_token_admits_the_frozen_rollout_once_and_a_replay_is_denied(
     kubectl: Kubectl, governed: DeployguardServer, control_plane: LocalControlPlane,
     approver: tuple[Path, Path], namespace: str, tmp_path: Path,
@@ -227,20 +256,9 @@ def test_a_break_glass_token_admits_the_frozen_rollout_once_and_a_replay_is_deni
     assert denied.denied_by_deployguard, denied
     hashes = re.findall(r"--template-hash (sha256:[0-9a-f]{64})", denied.stderr)
     assert hashes, denied
-    # The approver signs the change as it will reach the API server: the live object, new image.
-    live = deployment(kubectl, namespace)
-    live.pop("status", None)
-    live["spec"]["template"]["spec"]["containers"][0]["image"] = V2
     manifest = tmp_path / "web.yaml"
-    manifest.write_text(yaml.safe_dump(live))
-    argv = [*control_plane.tools.deployguard, "break-glass", "sign", "--key", str(approver[0]), "--key-id", "oncall"]
-    argv += ["--file", str(manifest), "--reason", "hotfix for the outage", "--ticket", "INC-42", "--ttl", "30m"]
-    signed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert signed.returncode == 0, signed.stderr
-    token = signed.stdout.strip()
-    assert f"(template {hashes[0]})" in signed.stderr, "the CLI hashes the manifest as the webhook hashes the request"
-    live["metadata"].setdefault("annotations", {})[BREAK_GLASS] = token
-    manifest.write_text(yaml.safe_dump(live))
+    live, token, signed_stderr = signed_rollout(kubectl, control_plane, approver, namespace, manifest, ticket="INC-42")
+    assert f"(template {hashes[0]})" in signed_stderr, "the CLI hashes the manifest as the webhook hashes the request"
 
     admitted = kubectl("replace", "-f", str(manifest))
 
@@ -258,11 +276,7 @@ def test_a_break_glass_token_admits_the_frozen_rollout_once_and_a_replay_is_deni
     ), "the record says when it may be swept"
 
     # Replay: the same approval on the same object and template, once more (deleted and created again).
-    deleted = kubectl("delete", "deployment", "web", "-n", namespace, "--wait=true")
-    assert deleted.ok, deleted
-    keep = ("name", "namespace", "labels", "annotations")
-    again = dict(live, metadata={k: v for k, v in live["metadata"].items() if k in keep})
-    replayed = kubectl.apply(again)
+    replayed = replay(kubectl, namespace, live)
 
     assert replayed.denied_by_deployguard, replayed
     assert "[break_glass]" in replayed.stderr and "already used" in replayed.stderr, replayed
@@ -377,18 +391,8 @@ def test_a_break_glass_token_on_a_change_denied_for_another_reason_is_not_used_u
     data is fixed, and only that admission uses the token up."""
     deployed(kubectl, namespace, V1)
     freeze_in_force(kubectl, namespace, freeze(namespace))
-    live = deployment(kubectl, namespace)
-    live.pop("status", None)
-    live["spec"]["template"]["spec"]["containers"][0]["image"] = V2
     manifest = tmp_path / "web.yaml"
-    manifest.write_text(yaml.safe_dump(live))
-    argv = [*control_plane.tools.deployguard, "break-glass", "sign", "--key", str(approver[0]), "--key-id", "oncall"]
-    argv += ["--file", str(manifest), "--reason", "hotfix for the outage", "--ticket", "INC-43", "--ttl", "30m"]
-    signed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert signed.returncode == 0, signed.stderr
-    token = signed.stdout.strip()
-    live["metadata"].setdefault("annotations", {})[BREAK_GLASS] = token
-    manifest.write_text(yaml.safe_dump(live))
+    live, token, _ = signed_rollout(kubectl, control_plane, approver, namespace, manifest, ticket="INC-43")
     data = governed.extra_config["policy"]["directory"] + "/data.yaml"
     original = Path(data).read_text()
     assert "        - docker.io\n" in original
@@ -423,10 +427,7 @@ def test_a_break_glass_token_on_a_change_denied_for_another_reason_is_not_used_u
     assert [u["deployguard.io/break-glass-object"] for u in _token_uses(kubectl, token)] == [
         f"Deployment {namespace}/web"
     ]
-    deleted = kubectl("delete", "deployment", "web", "-n", namespace, "--wait=true")
-    assert deleted.ok, deleted
-    keep = ("name", "namespace", "labels", "annotations")
-    replayed = kubectl.apply(dict(live, metadata={k: v for k, v in live["metadata"].items() if k in keep}))
+    replayed = replay(kubectl, namespace, live)
 
     assert replayed.denied_by_deployguard, replayed
     assert "[break_glass]" in replayed.stderr and "already used" in replayed.stderr, replayed

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,18 @@ import pytest
 
 from tests.conftest import REPO, tool
 from tests.controlplane import DeployguardServer, Etcd, KubeApiServer, Kubectl, write_kubeconfig
-from tests.faults import Load, base_url, decision_lines, drive, readyz, review_body, served
+from tests.faults import (
+    Load,
+    assert_all_answered,
+    assert_log_matches,
+    base_url,
+    readyz,
+    review_body,
+    running,
+    served,
+    under_load,
+    until,
+)
 from tests.processes import Process
 
 pytestmark = pytest.mark.e2e
@@ -88,16 +99,6 @@ def freeze() -> dict[str, Any]:
     }
 
 
-async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if check():
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"not within {timeout:.0f} s: {what}")
-
-
 def text(answer: Any) -> str:
     return " ".join((answer.message, *answer.warnings))
 
@@ -112,43 +113,37 @@ async def test_api_down_keeps_the_last_known_freeze_reports_staleness_and_reconn
         "windows": {"watch_kubernetes": True, "resync_seconds": 30, "stale_after_seconds": 2},
         "admission": {"deadline_seconds": 3},
     })  # fmt: skip
-    server.start()
-    try:
-        server.wait_ready()
-        base, load, stop = base_url(server), Load(phase="listing"), asyncio.Event()
-        driver = asyncio.create_task(drive(load, server.url, server.ca_file, seconds=180, concurrency=4, stop=stop,
-                                           make_body=review_body))  # fmt: skip
-        marker = f"ChangeFreeze shop/{FREEZE}"
-        await until(lambda: any(marker in a.message for a in load.of("listing")), 60, "the watch to list the freeze")
-        load.enter("frozen")
-        await asyncio.sleep(1.0)
+    marker = f"ChangeFreeze shop/{FREEZE}"
+    with running(server):
+        base, load = base_url(server), Load(phase="listing")
+        async with under_load(load, server, seconds=180, concurrency=4, make_body=review_body):
+            await until(lambda: any(marker in a.message for a in load.of("listing")), 60,
+                        "the watch to list the freeze")  # fmt: skip
+            load.enter("frozen")
+            await asyncio.sleep(1.0)
 
-        assert api.apiserver.process is not None
-        await asyncio.to_thread(api.apiserver.process.stop, signal.SIGKILL)
-        load.enter("api down")
-        await until(lambda: any(STALE in text(a) for a in load.of("api down")), 30, "answers to report staleness")
-        load.enter("stale")
-        await asyncio.sleep(1.0)
-        stale_ready = await readyz(base, server.ca_file)
+            assert api.apiserver.process is not None
+            await asyncio.to_thread(api.apiserver.process.stop, signal.SIGKILL)
+            load.enter("api down")
+            await until(lambda: any(STALE in text(a) for a in load.of("api down")), 30, "answers to report staleness")
+            load.enter("stale")
+            await asyncio.sleep(1.0)
+            stale_ready = await readyz(base, server.ca_file)
 
-        load.enter("restarting")
-        await asyncio.to_thread(api.restart_apiserver)
-        deleted = await asyncio.to_thread(api.kubectl, "delete", "changefreeze", FREEZE, "-n", "shop")
-        assert deleted.ok, deleted
-        await until(lambda: any(a.allowed and STALE not in text(a) for a in load.of("restarting")), 60,
-                    "the watch to reconnect, see the freeze lifted and stop reporting staleness")  # fmt: skip
-        load.enter("recovered")
-        await asyncio.sleep(1.0)
-        stop.set()
-        await driver
-    finally:
-        server.stop()
+            load.enter("restarting")
+            await asyncio.to_thread(api.restart_apiserver)
+            deleted = await asyncio.to_thread(api.kubectl, "delete", "changefreeze", FREEZE, "-n", "shop")
+            assert deleted.ok, deleted
+            await until(lambda: any(a.allowed and STALE not in text(a) for a in load.of("restarting")), 60,
+                        "the watch to reconnect, see the freeze lifted and stop reporting staleness")  # fmt: skip
+            load.enter("recovered")
+            await asyncio.sleep(1.0)
     assert server.process is not None
     server_log = server.process.log_path.read_text(errors="replace")
 
     for phase in ("listing", "frozen", "api down", "stale", "restarting", "recovered"):
         print(load.summary(phase), "| allowed:", sum(bool(a.allowed) for a in load.of(phase)))
-    assert all(a.status == 200 for _, a in load.answers), [a for _, a in load.answers if a.status != 200][:3]
+    assert_all_answered(load)
     # /readyz waits for the first list: from the first answer on, the freeze is enforced.
     listing = load.of("listing")
     assert listing and all(not a.allowed for a in listing), [a.name for a in listing if a.allowed][:3]
@@ -164,7 +159,7 @@ async def test_api_down_keeps_the_last_known_freeze_reports_staleness_and_reconn
     assert stale_ready[0] == 200, stale_ready
     recovered = load.of("recovered")
     assert recovered and all(a.allowed and STALE not in text(a) for a in recovered), text(recovered[0])
-    assert decision_lines(server) == len(load.answered())
+    assert_log_matches(load, server)
     # While the API server was down the watch said so once per change, not once per urllib3 retry.
     assert "Retrying (Retry(" not in server_log, [line for line in server_log.splitlines() if "Retrying" in line][:2]
     assert server_log.count("cannot list/watch changefreezes") <= 5, server_log[-3000:]

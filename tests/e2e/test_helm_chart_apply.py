@@ -48,6 +48,20 @@ def as_yaml(docs: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
+def apply_harmlessly(kubectl: Kubectl, release: str) -> list[dict[str, Any]]:
+    """The chart applied for real, its webhook unable to disturb the session: failurePolicy Ignore
+    and a namespaceSelector that matches nothing. Returns the rendered documents."""
+    docs = helm_template(
+        release,
+        "--set", "webhook.failurePolicy=Ignore",
+        "--set", "webhook.namespaceSelectorExpressions[0].key=deployguard.io/chart-e2e-matches-nothing",
+        "--set", "webhook.namespaceSelectorExpressions[0].operator=Exists",
+    )  # fmt: skip
+    applied = kubectl("apply", "--server-side", "-f", "-", stdin=as_yaml(docs))
+    assert applied.ok, applied
+    return docs
+
+
 @pytest.fixture
 def release(kubectl: Kubectl) -> Iterator[str]:
     """A unique release name; everything it applied is deleted afterwards."""
@@ -70,14 +84,7 @@ def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Kubectl, release:
     assert dry.ok, dry
     assert f"admissionregistration.k8s.io/{release}-deployguard-{NAMESPACE}" in dry.stdout
 
-    docs = helm_template(
-        release,
-        "--set", "webhook.failurePolicy=Ignore",
-        "--set", "webhook.namespaceSelectorExpressions[0].key=deployguard.io/chart-e2e-matches-nothing",
-        "--set", "webhook.namespaceSelectorExpressions[0].operator=Exists",
-    )  # fmt: skip
-    applied = kubectl("apply", "--server-side", "-f", "-", stdin=as_yaml(docs))
-    assert applied.ok, applied
+    docs = apply_harmlessly(kubectl, release)
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "ValidatingWebhookConfiguration", "CronJob", "Job", "NetworkPolicy"} <= kinds
 
@@ -104,14 +111,7 @@ def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Kubectl, release:
 def test_certificate_job_runs_with_its_own_least_privilege_account(
     control_plane: LocalControlPlane, kubectl: Kubectl, release: str, tmp_path: Path
 ) -> None:
-    docs = helm_template(
-        release,
-        "--set", "webhook.failurePolicy=Ignore",
-        "--set", "webhook.namespaceSelectorExpressions[0].key=deployguard.io/chart-e2e-matches-nothing",
-        "--set", "webhook.namespaceSelectorExpressions[0].operator=Exists",
-    )  # fmt: skip
-    applied = kubectl("apply", "--server-side", "-f", "-", stdin=as_yaml(docs))
-    assert applied.ok, applied
+    docs = apply_harmlessly(kubectl, release)
     (cronjob,) = [d for d in docs if d["kind"] == "CronJob"]
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     account = pod["serviceAccountName"]

@@ -20,21 +20,9 @@ import yaml
 from tests.conftest import POLICIES
 from tests.controlplane import DeployguardServer, Kubectl, LocalControlPlane
 from tests.factories import workload
-from tests.oci import KeyPair, LocalRegistry, cosign_sign, generate_key, push_image
+from tests.oci import KeyPair, LocalRegistry, push_image, push_signed_image, signed_images_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("restore_registration")]
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    reg = LocalRegistry(tmp_path_factory.mktemp("registry-logs"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
-def release_key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
-    return generate_key(tmp_path_factory.mktemp("keys"), "release")
 
 
 def policies_allowing(registry_host: str, target: Path) -> Path:
@@ -51,12 +39,7 @@ def policies_allowing(registry_host: str, target: Path) -> Path:
 def signing_deployguard(
     control_plane: LocalControlPlane, registry: LocalRegistry, release_key: KeyPair, tmp_path: Path
 ) -> Iterator[DeployguardServer]:
-    images = {
-        "enabled": True,
-        "registry": {"private_registries": [registry.host], "plain_http_registries": [registry.host]},
-        "authorities": [{"name": "release-key", "key": str(release_key.public)}],
-        "policies": [{"name": "shop-images", "images": [f"{registry.host}/shop/*"], "authorities": ["release-key"]}],
-    }
+    images = signed_images_config(registry.host, release_key)
     policy = {"directory": str(policies_allowing(registry.host, tmp_path / "policies"))}
     server = DeployguardServer(
         control_plane.tools.deployguard, tmp_path, tmp_path / "logs", name="deployguard-images",
@@ -75,8 +58,7 @@ def test_unsigned_image_is_denied_and_signed_pinned_image_is_created(
     tmp_path: Path,
 ) -> None:
     unsigned = push_image(registry, "shop/unsigned", "1.0", tmp_path)
-    signed = push_image(registry, "shop/signed", "1.0", tmp_path)
-    cosign_sign(release_key, f"{registry.host}/shop/signed@{signed}")
+    signed = push_signed_image(registry, "shop/signed", "1.0", tmp_path, release_key)
 
     denied = kubectl.apply(workload("Deployment", f"{registry.host}/shop/unsigned@{unsigned}", name="unsigned",
                                     namespace=namespace))  # fmt: skip

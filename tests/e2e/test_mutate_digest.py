@@ -21,7 +21,7 @@ import pytest
 from tests.controlplane import DeployguardServer, Kubectl, LocalControlPlane
 from tests.e2e.test_image_signatures import policies_allowing
 from tests.factories import workload
-from tests.oci import KeyPair, LocalRegistry, cosign_sign, generate_key, push_image
+from tests.oci import KeyPair, LocalRegistry, push_image, push_signed_image, signed_images_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("restore_registration")]
 
@@ -29,29 +29,11 @@ MUTATING_NAME = "deployguard-mutate-e2e"
 IMAGE_PATH = "{.spec.template.spec.containers[0].image}"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    reg = LocalRegistry(tmp_path_factory.mktemp("mutate-registry-logs"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
-def release_key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
-    return generate_key(tmp_path_factory.mktemp("mutate-keys"), "release")
-
-
 @pytest.fixture
 def mutating_deployguard(
     control_plane: LocalControlPlane, registry: LocalRegistry, release_key: KeyPair, tmp_path: Path
 ) -> Iterator[DeployguardServer]:
-    images = {
-        "enabled": True,
-        "mutate_enabled": True,
-        "registry": {"private_registries": [registry.host], "plain_http_registries": [registry.host]},
-        "authorities": [{"name": "release-key", "key": str(release_key.public)}],
-        "policies": [{"name": "shop-images", "images": [f"{registry.host}/shop/*"], "authorities": ["release-key"]}],
-    }
+    images = signed_images_config(registry.host, release_key, mutate_enabled=True)
     server = DeployguardServer(
         control_plane.tools.deployguard, tmp_path, tmp_path / "logs", name="deployguard-mutate",
         extra_config={"images": images, "policy": {"directory": str(policies_allowing(registry.host, tmp_path / "p"))}},
@@ -88,8 +70,7 @@ def test_signed_tag_only_image_is_stored_as_tag_at_digest(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    digest = push_image(registry, "shop/mutate", "1.0", tmp_path)
-    cosign_sign(release_key, f"{registry.host}/shop/mutate@{digest}")
+    digest = push_signed_image(registry, "shop/mutate", "1.0", tmp_path, release_key)
     tagged = f"{registry.host}/shop/mutate:1.0"
     obj = workload("Deployment", tagged, name="mutated", namespace=namespace)
 

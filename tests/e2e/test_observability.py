@@ -19,15 +19,21 @@ pytestmark = pytest.mark.e2e
 DECISION_ID = re.compile(r"\(decision ([0-9a-f]+)")
 
 
-def test_the_decision_id_in_kubectls_deny_message_is_in_the_decision_log(
-    kubectl: Kubectl, deployguard: DeployguardServer, namespace: str
-) -> None:
+def denied_decision_id(kubectl: Kubectl, namespace: str) -> str:
+    """Apply a tag-only Deployment ``web``: deployguard denies it; the decision id its message shows."""
     result = kubectl.apply(workload("Deployment", TAG_ONLY, namespace=namespace))
     assert result.denied_by_deployguard, result
     match = DECISION_ID.search(result.stderr)
     assert match, f"no decision id in kubectl's stderr:\n{result.stderr}"
+    return match.group(1)
 
-    [record] = [r for r in deployguard.decisions() if r["decision_id"] == match.group(1)]
+
+def test_the_decision_id_in_kubectls_deny_message_is_in_the_decision_log(
+    kubectl: Kubectl, deployguard: DeployguardServer, namespace: str
+) -> None:
+    decision_id = denied_decision_id(kubectl, namespace)
+
+    [record] = [r for r in deployguard.decisions() if r["decision_id"] == decision_id]
 
     assert record["allowed"] is False and record["namespace"] == namespace and record["name"] == "web"
     assert record["user"] == "admin" and record["operation"] == "CREATE" and not record["dry_run"]
@@ -48,10 +54,7 @@ def deployguard_with_events(
 def test_a_denial_leaves_a_kubernetes_event_on_the_workload(
     kubectl: Kubectl, deployguard_with_events: DeployguardServer, namespace: str
 ) -> None:
-    result = kubectl.apply(workload("Deployment", TAG_ONLY, namespace=namespace))
-    assert result.denied_by_deployguard, result
-    match = DECISION_ID.search(result.stderr)
-    assert match
+    decision_id = denied_decision_id(kubectl, namespace)
 
     deadline = time.monotonic() + 30
     events: list[dict[str, object]] = []
@@ -68,4 +71,4 @@ def test_a_denial_leaves_a_kubernetes_event_on_the_workload(
     assert event["involvedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": namespace,
                                        "name": "web"}  # fmt: skip
     assert event["type"] == "Warning"
-    assert f"(decision {match.group(1)})" in str(event["message"]) and "[digest_pinning]" in str(event["message"])
+    assert f"(decision {decision_id})" in str(event["message"]) and "[digest_pinning]" in str(event["message"])

@@ -18,7 +18,7 @@ import pytest
 from tests.controlplane import DeployguardServer, Kubectl, LocalControlPlane
 from tests.e2e.test_image_signatures import policies_allowing
 from tests.factories import workload
-from tests.oci import AuthRegistry, KeyPair, cosign_sign, generate_key, push_image
+from tests.oci import AuthRegistry, KeyPair, auth_registry, generate_key, push_signed_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("restore_registration")]
 
@@ -27,18 +27,14 @@ USER, PASSWORD = "puller", "pull-s3cret"
 
 @pytest.fixture(scope="module")
 def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistry]:
-    work = tmp_path_factory.mktemp("private-registry")
-    reg = AuthRegistry(work / "logs", work, user=USER, password=PASSWORD)
-    yield reg
-    reg.stop()
+    yield from auth_registry(tmp_path_factory, "private-registry", user=USER, password=PASSWORD)
 
 
 @pytest.fixture(scope="module")
 def signed_image(private_registry: AuthRegistry, tmp_path_factory: pytest.TempPathFactory) -> tuple[KeyPair, str]:
     work = tmp_path_factory.mktemp("private-image")
     key = generate_key(work, "release")
-    digest = push_image(private_registry, "private/web", "1.0", work)
-    cosign_sign(key, f"{private_registry.host}/private/web@{digest}", **private_registry.client_env)
+    digest = push_signed_image(private_registry, "private/web", "1.0", work, key)
     return key, digest
 
 

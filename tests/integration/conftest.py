@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tool
+from tests.oci import registry as registry  # a module's own loopback registry
 from tests.processes import Process, free_port, http_ok
 
 
@@ -33,6 +34,15 @@ class OpaServer:
 @pytest.fixture(scope="session")
 def opa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
     server = OpaServer(tmp_path_factory.mktemp("opa"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def opa(tmp_path: Path) -> Iterator[OpaServer]:
+    """An OPA server of the test's own, which it may kill and restart (``opa_server`` is shared)."""
+    server = OpaServer(tmp_path / "opa")
     server.start()
     yield server
     server.stop()

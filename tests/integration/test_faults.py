@@ -21,7 +21,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +32,21 @@ from cryptography import x509
 from tests.factories import PINNED, admission_review, workload
 from tests.faults import (
     Load,
+    assert_all_answered,
+    assert_log_matches,
     base_url,
     client_context,
-    decision_lines,
-    drive,
     policies_allowing,
     readyz,
     review_body,
+    running,
     served,
+    under_load,
+    until,
 )
 from tests.integration.conftest import OpaServer
 from tests.integration.test_error_budget_prometheus import SLO, Exporter, PrometheusServer
-from tests.oci import KeyPair, LocalRegistry, cosign_sign, generate_key, push_image
+from tests.oci import KeyPair, LocalRegistry, generate_key, push_signed_image
 from tests.processes import Process, free_port
 from webhook.tls import generate_certificates
 
@@ -63,22 +66,7 @@ async def wait_ready(base: str, ca: Path, want: bool, timeout: float = 30) -> di
     pytest.fail(f"/readyz never became {'ready' if want else 'unready'}; last body: {body}")
 
 
-def assert_log_matches(load: Load, server: Any) -> None:
-    answered = len(load.answered())
-    assert decision_lines(server) == answered, (
-        f"{decision_lines(server)} decision log lines for {answered} answered requests"
-    )
-
-
 # --------------------------------------------------------------------------- OPA sidecar
-
-
-@pytest.fixture
-def opa(tmp_path: Path) -> Iterator[OpaServer]:
-    server = OpaServer(tmp_path / "opa")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_opa_killed_mid_load_denies_then_heals(tmp_path: Path, opa: OpaServer) -> None:
@@ -86,34 +74,28 @@ async def test_opa_killed_mid_load_denies_then_heals(tmp_path: Path, opa: OpaSer
         "policy": {"engine": "opa", "opa_url": opa.url, "reload_interval_seconds": 0.5},
         "admission": {"deadline_seconds": 3},
     })  # fmt: skip
-    server.start()
-    try:
-        server.wait_ready()
-        base, load, stop = base_url(server), Load(phase="healthy"), asyncio.Event()
-        driver = asyncio.create_task(drive(load, server.url, server.ca_file, seconds=60, stop=stop))
-        await asyncio.sleep(1.0)
+    with running(server):
+        base, load = base_url(server), Load(phase="healthy")
+        async with under_load(load, server, seconds=60):
+            await asyncio.sleep(1.0)
 
-        assert opa.process is not None
-        killed = time.monotonic()
-        await asyncio.to_thread(opa.process.stop, signal.SIGKILL)  # mid-load, no goodbye
-        load.enter("down")
-        body = await wait_ready(base, server.ca_file, want=False)
-        assert "not answering" in body.get("reason", ""), body
-        await asyncio.sleep(1.5)
+            assert opa.process is not None
+            killed = time.monotonic()
+            await asyncio.to_thread(opa.process.stop, signal.SIGKILL)  # mid-load, no goodbye
+            load.enter("down")
+            body = await wait_ready(base, server.ca_file, want=False)
+            assert "not answering" in body.get("reason", ""), body
+            await asyncio.sleep(1.5)
 
-        load.enter("restarting")
-        await asyncio.to_thread(opa.start)  # same port, an empty OPA: deployguard must push its revision again
-        await wait_ready(base, server.ca_file, want=True)
-        load.enter("recovered")
-        await asyncio.sleep(1.0)
-        stop.set()
-        await driver
-    finally:
-        server.stop()
+            load.enter("restarting")
+            await asyncio.to_thread(opa.start)  # same port, an empty OPA: deployguard must push its revision again
+            await wait_ready(base, server.ca_file, want=True)
+            load.enter("recovered")
+            await asyncio.sleep(1.0)
 
     for phase in ("healthy", "down", "restarting", "recovered"):
         print(load.summary(phase))
-    assert all(a.answered and a.status == 200 for _, a in load.answers), [a for _, a in load.answers if a.status != 200]
+    assert_all_answered(load)
     # Before the kill, the compliant workload is allowed (a request in flight at the kill may be denied).
     healthy = [a for a in load.of("healthy") if a.started + a.seconds < killed]
     assert healthy and all(a.allowed for a in healthy), [a.message for a in healthy if not a.allowed][:2]
@@ -127,13 +109,6 @@ async def test_opa_killed_mid_load_denies_then_heals(tmp_path: Path, opa: OpaSer
 
 
 # --------------------------------------------------------------------------- registry
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    reg = LocalRegistry(tmp_path_factory.mktemp("registry-logs"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture
@@ -170,8 +145,7 @@ def image_config(tmp_path: Path, host: str, public_key: Path, *, timeout: float,
 async def signed_image(tmp_path: Path, registry: LocalRegistry) -> tuple[KeyPair, str]:
     """A freshly pushed image signed by cosign with a new key: (key, digest)."""
     key = await asyncio.to_thread(generate_key, tmp_path / "keys", "release")
-    digest = await asyncio.to_thread(push_image, registry, "shop/web", "v1", tmp_path / "img")
-    await asyncio.to_thread(cosign_sign, key, f"{registry.host}/shop/web@{digest}")
+    digest = await asyncio.to_thread(push_signed_image, registry, "shop/web", "v1", tmp_path / "img", key)
     return key, digest
 
 
@@ -181,31 +155,22 @@ async def test_registry_slow_erroring_and_down_fails_closed_and_recovers(
     key, digest = await signed_image(tmp_path, registry)
     image = f"{proxied.host}/shop/web@{digest}"  # the webhook reaches the registry only through the proxy
     server = served(tmp_path, tmp_path / "logs", image_config(tmp_path, proxied.host, key.public, timeout=1))
-    server.start()
-    try:
-        server.wait_ready()
-        base, load, stop = base_url(server), Load(phase="healthy"), asyncio.Event()
-        driver = asyncio.create_task(
-            drive(load, server.url, server.ca_file, seconds=60, concurrency=6, stop=stop,
-                  make_body=lambda: review_body(image))
-        )  # fmt: skip
+    with running(server):
+        base, load = base_url(server), Load(phase="healthy")
         states: dict[str, tuple[int, dict[str, Any]]] = {}
-        await asyncio.sleep(1.0)
-        # A slow answer takes the whole facts budget (~3 s): that phase lasts long enough to see some.
-        for mode, delay, seconds in (("slow", 5.0, 7.0), ("error", 0, 2.5), ("down", 0, 2.5), ("pass", 0, 2.5)):
-            load.enter(f"switching to {mode}")
-            await proxied.set_mode(mode, delay=delay)
-            load.enter(mode)
-            await asyncio.sleep(seconds)
-            states[mode] = await readyz(base, server.ca_file)
-        stop.set()
-        await driver
-    finally:
-        server.stop()
+        async with under_load(load, server, seconds=60, concurrency=6, make_body=lambda: review_body(image)):
+            await asyncio.sleep(1.0)
+            # A slow answer takes the whole facts budget (~3 s): that phase lasts long enough to see some.
+            for mode, delay, seconds in (("slow", 5.0, 7.0), ("error", 0, 2.5), ("down", 0, 2.5), ("pass", 0, 2.5)):
+                load.enter(f"switching to {mode}")
+                await proxied.set_mode(mode, delay=delay)
+                load.enter(mode)
+                await asyncio.sleep(seconds)
+                states[mode] = await readyz(base, server.ca_file)
 
     for phase in ("healthy", "slow", "error", "down", "pass"):
         print(load.summary(phase))
-    assert all(a.status == 200 for _, a in load.answers), [a for _, a in load.answers if a.status != 200][:3]
+    assert_all_answered(load)
     healthy = load.settled("healthy")
     assert healthy and all(a.allowed for a in healthy), [a.message for a in healthy if not a.allowed][:2]
     # Signatures fail closed: an image that could not be verified is denied, saying why.
@@ -234,29 +199,20 @@ async def test_sigterm_under_load_answers_in_flight_refuses_new_and_exits(
     image = f"{proxied.host}/shop/web@{digest}"
     server = served(tmp_path, tmp_path / "logs", image_config(tmp_path, proxied.host, key.public, timeout=4,
                                                               deadline=8))  # fmt: skip
-    server.start()
-    assert server.process is not None
-    process = server.process
-    try:
-        server.wait_ready()
+    with running(server):
+        assert server.process is not None
+        process = server.process
         await proxied.set_mode("slow", delay=1.0)  # each request: manifest + signatures, ~2 s in all
-        load, stop = Load(phase="before"), asyncio.Event()
-        driver = asyncio.create_task(
-            drive(load, server.url, server.ca_file, seconds=60, concurrency=8, stop=stop,
-                  make_body=lambda: review_body(image))
-        )  # fmt: skip
-        await asyncio.sleep(2.5)  # the first requests are answered, the next ones are in flight
-        signalled = time.monotonic()
-        os.killpg(process.pid, signal.SIGTERM)
-        load.enter("after")
-        grace = 20.0  # uvicorn's timeout_graceful_shutdown in webhook/serve.py
-        code = await asyncio.to_thread(process.proc.wait, grace + 5)
-        exited = time.monotonic()
-        await asyncio.sleep(0.5)  # a few attempts against the closed port
-        stop.set()
-        await driver
-    finally:
-        server.stop()
+        load = Load(phase="before")
+        async with under_load(load, server, seconds=60, concurrency=8, make_body=lambda: review_body(image)):
+            await asyncio.sleep(2.5)  # the first requests are answered, the next ones are in flight
+            signalled = time.monotonic()
+            os.killpg(process.pid, signal.SIGTERM)
+            load.enter("after")
+            grace = 20.0  # uvicorn's timeout_graceful_shutdown in webhook/serve.py
+            code = await asyncio.to_thread(process.proc.wait, grace + 5)
+            exited = time.monotonic()
+            await asyncio.sleep(0.5)  # a few attempts against the closed port
 
     before = load.of("before")
     after = load.of("after")
@@ -293,45 +249,35 @@ def served_serial(port: int, context: ssl.SSLContext) -> int:
 async def test_certificate_rotation_under_load_fails_no_handshake(tmp_path: Path) -> None:
     """Renewal with the same CA, then a CA roll-over the client was told about first (a two-CA bundle)."""
     server = served(tmp_path, tmp_path / "logs", {})
-    server.start()
-    try:
-        server.wait_ready()
+    with running(server):
         context = client_context(server.ca_file)
         serials = [served_serial(server.port, context)]
-        load, stop = Load(phase="rotating"), asyncio.Event()
-        driver = asyncio.create_task(
-            drive(load, server.url, server.ca_file, seconds=60, concurrency=6, stop=stop, keepalive=False,
-                  context=context)
-        )  # fmt: skip
-        for round_ in range(4):
+        load = Load(phase="rotating")
+        async with under_load(load, server, seconds=60, concurrency=6, keepalive=False, context=context):
+            for round_ in range(4):
+                await asyncio.sleep(0.7)
+                if round_ < 3:  # renewal: same CA, new key and certificate
+                    await asyncio.to_thread(generate_certificates, server.cert_dir, dns_names=["localhost"],
+                                            ip_addresses=["127.0.0.1"])  # fmt: skip
+                else:  # CA roll-over: the client trusts the new CA first, then the server switches
+                    staging = await asyncio.to_thread(generate_certificates, tmp_path / "new-ca",
+                                                      dns_names=["localhost"], ip_addresses=["127.0.0.1"],
+                                                      reuse_ca=False)  # fmt: skip
+                    context.load_verify_locations(cafile=str(staging.ca_cert))
+                    for name in ("tls.key", "tls.crt"):  # key first: the reloader keys on the certificate
+                        shutil.copy(staging.cert.parent / name, server.cert_dir / f"{name}.new")
+                        os.replace(server.cert_dir / f"{name}.new", server.cert_dir / name)
+                wanted = x509.load_pem_x509_certificate((server.cert_dir / "tls.crt").read_bytes()).serial_number
+                for _ in range(100):  # the reloader polls every 0.2 s
+                    if served_serial(server.port, context) == wanted:
+                        break
+                    await asyncio.sleep(0.05)
+                serials.append(served_serial(server.port, context))
             await asyncio.sleep(0.7)
-            if round_ < 3:  # renewal: same CA, new key and certificate
-                await asyncio.to_thread(generate_certificates, server.cert_dir, dns_names=["localhost"],
-                                        ip_addresses=["127.0.0.1"])  # fmt: skip
-            else:  # CA roll-over: the client trusts the new CA first, then the server switches
-                staging = await asyncio.to_thread(generate_certificates, tmp_path / "new-ca",
-                                                  dns_names=["localhost"], ip_addresses=["127.0.0.1"],
-                                                  reuse_ca=False)  # fmt: skip
-                context.load_verify_locations(cafile=str(staging.ca_cert))
-                for name in ("tls.key", "tls.crt"):  # key first: the reloader keys on the certificate
-                    shutil.copy(staging.cert.parent / name, server.cert_dir / f"{name}.new")
-                    os.replace(server.cert_dir / f"{name}.new", server.cert_dir / name)
-            wanted = x509.load_pem_x509_certificate((server.cert_dir / "tls.crt").read_bytes()).serial_number
-            for _ in range(100):  # the reloader polls every 0.2 s
-                if served_serial(server.port, context) == wanted:
-                    break
-                await asyncio.sleep(0.05)
-            serials.append(served_serial(server.port, context))
-        await asyncio.sleep(0.7)
-        stop.set()
-        await driver
-    finally:
-        server.stop()
 
     print(load.summary("rotating"), f"| certificates served: {len(set(serials))}")
     assert len(set(serials)) == 5, "every rotation must be served without a restart"
-    failed = [a for a in load.of("rotating") if a.status != 200]
-    assert not failed, failed[:3]
+    assert_all_answered(load)  # the only phase is "rotating"
     assert all(a.allowed for a in load.of("rotating"))
     assert_log_matches(load, server)
 
@@ -369,40 +315,34 @@ async def test_prometheus_down_follows_the_unknown_budget_mode_and_recovers(tmp_
         "budgets": {"prometheus_url": prometheus.url, "slo_file": str(tmp_path / "slos.yaml"),
                     "cache_ttl_seconds": 0, "query_timeout_seconds": 1},
     })  # fmt: skip
-    server.start()
     try:
-        server.wait_ready()
-        base, load, stop = base_url(server), Load(phase="warming"), asyncio.Event()
-        driver = asyncio.create_task(
-            drive(load, server.url, server.ca_file, seconds=120, concurrency=4, stop=stop, make_body=rollout_body)
-        )
-        await until(lambda: any(a.allowed and not a.warnings for a in load.of("warming")[-4:]), 60,
-                    "Prometheus has data and rollouts pass without a budget warning")  # fmt: skip
-        load.enter("healthy")
-        await asyncio.sleep(1.0)
-        argv = prometheus.process.argv
-        killed = time.monotonic()
-        await asyncio.to_thread(prometheus.process.stop, signal.SIGKILL)
-        load.enter("down")
-        await asyncio.sleep(1.5)
-        ready_while_down = await readyz(base, server.ca_file)
-        load.enter("restarting")
-        logs = tmp_path / "prometheus" / "logs"
-        prometheus.process = await asyncio.to_thread(Process, "prometheus-again", argv, logs)
-        await until(lambda: any(a.allowed and not a.warnings for a in load.of("restarting")[-4:]), 60,
-                    "rollouts pass without a budget warning again")  # fmt: skip
-        load.enter("recovered")
-        await asyncio.sleep(1.0)
-        stop.set()
-        await driver
+        with running(server):
+            base, load = base_url(server), Load(phase="warming")
+            async with under_load(load, server, seconds=120, concurrency=4, make_body=rollout_body):
+                await until(lambda: any(a.allowed and not a.warnings for a in load.of("warming")[-4:]), 60,
+                            "Prometheus has data and rollouts pass without a budget warning")  # fmt: skip
+                load.enter("healthy")
+                await asyncio.sleep(1.0)
+                argv = prometheus.process.argv
+                killed = time.monotonic()
+                await asyncio.to_thread(prometheus.process.stop, signal.SIGKILL)
+                load.enter("down")
+                await asyncio.sleep(1.5)
+                ready_while_down = await readyz(base, server.ca_file)
+                load.enter("restarting")
+                logs = tmp_path / "prometheus" / "logs"
+                prometheus.process = await asyncio.to_thread(Process, "prometheus-again", argv, logs)
+                await until(lambda: any(a.allowed and not a.warnings for a in load.of("restarting")[-4:]), 60,
+                            "rollouts pass without a budget warning again")  # fmt: skip
+                load.enter("recovered")
+                await asyncio.sleep(1.0)
     finally:
-        server.stop()
         prometheus.stop()
         exporter.stop()
 
     for phase in ("warming", "healthy", "down", "restarting", "recovered"):
         print(unknown_mode, load.summary(phase))
-    assert all(a.status == 200 for _, a in load.answers), [a for _, a in load.answers if a.status != 200][:3]
+    assert_all_answered(load)
     healthy = [a for a in load.of("healthy") if a.started + a.seconds < killed]  # done before the kill
     for answers in (healthy, load.of("recovered")):
         assert answers and all(a.allowed and not a.warnings for a in answers), [
@@ -419,13 +359,3 @@ async def test_prometheus_down_follows_the_unknown_budget_mode_and_recovers(tmp_
     # Prometheus is a fact source, not a dependency of readiness.
     assert ready_while_down[0] == 200, ready_while_down
     assert_log_matches(load, server)
-
-
-async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if check():
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"not within {timeout:.0f} s: {what}")

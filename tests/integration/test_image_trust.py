@@ -36,6 +36,7 @@ from tests.oci import (
     generate_key,
     image_settings,
     push_image,
+    push_signed_image,
     put_manifest,
     upload_blob,
 )
@@ -50,13 +51,6 @@ from webhook.reviewer import Outcome, Reviewer
 from webhook.trust.signatures import SIMPLE_SIGNING
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    reg = LocalRegistry(tmp_path_factory.mktemp("registry-logs"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +90,16 @@ def key_authorities(keys: dict[str, Any], *names: str) -> tuple[SigningAuthority
     return tuple(SigningAuthority(name=n, key=keys[n].public) for n in names)
 
 
+def release_settings(host: str, keys: dict[str, Any], **registry_overrides: object) -> ImageSettings:
+    """Settings whose one image policy (shop, every image) requires a signature by the ``release`` key."""
+    return image_settings(host, key_authorities(keys, "release"), policy(("release",)), **registry_overrides)
+
+
 async def test_signed_with_trusted_key_is_allowed_by_the_signature_rule(
     registry: LocalRegistry, keys: dict[str, Any], engine: EmbeddedEngine, tmp_path: Path
 ) -> None:
-    digest = push_image(registry, "shop/signed", "v1", tmp_path)
-    cosign_sign(keys["release"], f"{registry.host}/shop/signed@{digest}")
-    settings = image_settings(registry.host, key_authorities(keys, "release"), policy(("release",)))
+    digest = push_signed_image(registry, "shop/signed", "v1", tmp_path, keys["release"])
+    settings = release_settings(registry.host, keys)
     outcome = await review(engine, settings, f"{registry.host}/shop/signed@{digest}")
     assert signature_findings(outcome) == []
     fact = outcome.policy_input["facts"]["images"]["by_image"][f"{registry.host}/shop/signed@{digest}"]  # type: ignore[index]
@@ -111,9 +109,8 @@ async def test_signed_with_trusted_key_is_allowed_by_the_signature_rule(
 async def test_signed_with_another_key_is_denied_naming_the_expected_authority(
     registry: LocalRegistry, keys: dict[str, Any], engine: EmbeddedEngine, tmp_path: Path
 ) -> None:
-    digest = push_image(registry, "shop/other", "v1", tmp_path)
-    cosign_sign(keys["other"], f"{registry.host}/shop/other@{digest}")
-    settings = image_settings(registry.host, key_authorities(keys, "release"), policy(("release",)))
+    digest = push_signed_image(registry, "shop/other", "v1", tmp_path, keys["other"])
+    settings = release_settings(registry.host, keys)
     outcome = await review(engine, settings, f"{registry.host}/shop/other@{digest}")
     assert not outcome.decision.allowed
     [message] = signature_findings(outcome)
@@ -126,7 +123,7 @@ async def test_unsigned_is_denied(
     registry: LocalRegistry, keys: dict[str, Any], engine: EmbeddedEngine, tmp_path: Path
 ) -> None:
     digest = push_image(registry, "shop/unsigned", "v1", tmp_path)
-    settings = image_settings(registry.host, key_authorities(keys, "release"), policy(("release",)))
+    settings = release_settings(registry.host, keys)
     outcome = await review(engine, settings, f"{registry.host}/shop/unsigned@{digest}")
     assert not outcome.decision.allowed
     [message] = signature_findings(outcome)
@@ -141,7 +138,7 @@ async def test_signature_made_for_a_different_digest_is_denied(
     cosign_sign(keys["release"], f"{registry.host}/shop/copy@{signed}")
     # Copy the valid signature manifest of `signed` to the signature tag of `victim`.
     crane_tag(f"{registry.host}/shop/copy:{signed.replace(':', '-')}.sig", f"{victim.replace(':', '-')}.sig")
-    settings = image_settings(registry.host, key_authorities(keys, "release"), policy(("release",)))
+    settings = release_settings(registry.host, keys)
     outcome = await review(engine, settings, f"{registry.host}/shop/copy@{victim}")
     [message] = signature_findings(outcome)
     assert f"release: the signature was made for a different digest ({signed})" in message
@@ -150,9 +147,8 @@ async def test_signature_made_for_a_different_digest_is_denied(
 async def test_tag_moved_to_an_unsigned_image_after_signing_is_denied(
     registry: LocalRegistry, keys: dict[str, Any], engine: EmbeddedEngine, tmp_path: Path
 ) -> None:
-    first = push_image(registry, "shop/moving", "v1", tmp_path)
-    cosign_sign(keys["release"], f"{registry.host}/shop/moving@{first}")
-    settings = image_settings(registry.host, key_authorities(keys, "release"), policy(("release",)))
+    first = push_signed_image(registry, "shop/moving", "v1", tmp_path, keys["release"])
+    settings = release_settings(registry.host, keys)
     before = await review(engine, settings, f"{registry.host}/shop/moving:v1")
     assert signature_findings(before) == []
     moved = push_image(registry, "shop/moving", "v1", tmp_path)
@@ -200,7 +196,7 @@ async def test_registry_unreachable_is_denied_with_could_not_verify(
     keys: dict[str, Any], engine: EmbeddedEngine
 ) -> None:
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
-    settings = image_settings(host, key_authorities(keys, "release"), policy(("release",)))
+    settings = release_settings(host, keys)
     outcome = await review(engine, settings, f"{host}/shop/app@sha256:{'a' * 64}")
     [message] = signature_findings(outcome)
     assert f"could not verify its signature for image policy shop: registry {host} is unreachable" in message
@@ -236,9 +232,7 @@ def silent_server() -> Iterator[str]:
 async def test_slow_registry_is_unknown_within_the_deadline_and_denied(
     silent_server: str, keys: dict[str, Any], engine: EmbeddedEngine
 ) -> None:
-    settings = image_settings(
-        silent_server, key_authorities(keys, "release"), policy(("release",)), timeout_seconds=30.0
-    )
+    settings = release_settings(silent_server, keys, timeout_seconds=30.0)
     outcome = await review(engine, settings, f"{silent_server}/shop/app@sha256:{'b' * 64}", deadline=2.0)
     assert outcome.decision.error == ""  # the policy answered: not an engine failure
     [message] = signature_findings(outcome)
@@ -319,7 +313,7 @@ def hostile_registry() -> Iterator[str]:
 async def test_hostile_registry_answers_are_clear_findings(
     hostile_registry: str, keys: dict[str, Any], engine: EmbeddedEngine, repository: str, reason: str
 ) -> None:
-    settings = image_settings(hostile_registry, key_authorities(keys, "release"), policy(("release",)))
+    settings = release_settings(hostile_registry, keys)
     outcome = await review(engine, settings, f"{hostile_registry}/{repository}/app:v1")
     [message] = signature_findings(outcome)
     assert "could not verify its signature" in message and reason in message
@@ -366,7 +360,7 @@ async def test_loopback_registry_is_refused_unless_configured(
     registry: LocalRegistry, keys: dict[str, Any], engine: EmbeddedEngine, tmp_path: Path
 ) -> None:
     digest = push_image(registry, "shop/ssrf", "v1", tmp_path)
-    settings = image_settings(registry.host, key_authorities(keys, "release"), policy(("release",)))
+    settings = release_settings(registry.host, keys)
     refused = replace(settings, registry=replace(settings.registry, private_registries=()))
     outcome = await review(engine, refused, f"{registry.host}/shop/ssrf@{digest}")
     [message] = signature_findings(outcome)
@@ -376,9 +370,8 @@ async def test_loopback_registry_is_refused_unless_configured(
 async def test_concurrent_requests_share_one_verification(
     registry: LocalRegistry, keys: dict[str, Any], tmp_path: Path
 ) -> None:
-    digest = push_image(registry, "shop/flight", "v1", tmp_path)
-    cosign_sign(keys["release"], f"{registry.host}/shop/flight@{digest}")
-    settings = image_settings(registry.host, key_authorities(keys, "release"), policy(("release",)))
+    digest = push_signed_image(registry, "shop/flight", "v1", tmp_path, keys["release"])
+    settings = release_settings(registry.host, keys)
     gatherer = ImageFacts(settings, budget_seconds=10)
     image = f"{registry.host}/shop/flight@{digest}"
     try:
@@ -394,8 +387,7 @@ async def test_concurrent_requests_share_one_verification(
 def test_image_inspect_cli_reports_digest_and_verdicts(
     registry: LocalRegistry, keys: dict[str, Any], tmp_path: Path
 ) -> None:
-    digest = push_image(registry, "shop/inspect", "v1", tmp_path)
-    cosign_sign(keys["release"], f"{registry.host}/shop/inspect@{digest}")
+    digest = push_signed_image(registry, "shop/inspect", "v1", tmp_path, keys["release"])
     config = tmp_path / "deployguard.yaml"
     config.write_text(
         yaml.safe_dump(

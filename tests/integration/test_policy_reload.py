@@ -37,6 +37,12 @@ def _copy_policies(tmp_path: Path) -> Path:
     return target
 
 
+def _reviewer(engine: PolicyEngine, admission: AdmissionSettings, memo: DecisionMemo | None = None) -> Reviewer:
+    """A reviewer on ``engine`` with the default policy settings and a decision log kept in memory."""
+    return Reviewer(engine, admission=admission, policy=PolicySettings(), log=DecisionLog(stream=io.StringIO()),
+                    memo=memo)  # fmt: skip
+
+
 async def _allowed(reviewer: Reviewer) -> bool:
     outcome = await reviewer.review(parse_review(admission_review(workload("Deployment", PINNED))))
     return outcome.decision.allowed
@@ -48,8 +54,7 @@ async def test_new_revision_serves_and_broken_one_is_rejected(tmp_path: Path, op
     directory = _copy_policies(tmp_path)
     engine: PolicyEngine = EmbeddedEngine() if engine_name == "embedded" else OpaEngine(opa_server.url)
     store = PolicyStore(directory, engine, retry_failed_after=0)
-    reviewer = Reviewer(engine, admission=AdmissionSettings(), policy=PolicySettings(),
-                        log=DecisionLog(stream=io.StringIO()))
+    reviewer = _reviewer(engine, AdmissionSettings())
     try:
         assert await store.reload(), store.last_error
         first = engine.revision
@@ -82,20 +87,17 @@ async def test_new_revision_serves_and_broken_one_is_rejected(tmp_path: Path, op
         await engine.close()
 
 
-async def test_opa_engine_heals_a_restarted_opa(tmp_path: Path) -> None:
-    server = OpaServer(tmp_path)
-    server.start()
-    engine = OpaEngine(server.url)
+async def test_opa_engine_heals_a_restarted_opa(tmp_path: Path, opa: OpaServer) -> None:
+    engine = OpaEngine(opa.url)
     # No memo here: every review must reach OPA (the memo's own behaviour is tested below).
-    reviewer = Reviewer(engine, admission=AdmissionSettings(deadline_seconds=5), policy=PolicySettings(),
-                        log=DecisionLog(stream=io.StringIO()), memo=DecisionMemo(0))
+    reviewer = _reviewer(engine, AdmissionSettings(deadline_seconds=5), memo=DecisionMemo(0))
     try:
         store = PolicyStore(_copy_policies(tmp_path), engine)
         assert await store.reload(), store.last_error
         bad = parse_review(admission_review(workload("Deployment", "nginx:latest")))
         assert not (await reviewer.review(bad)).decision.allowed
 
-        server.stop()
+        opa.stop()
         down = await reviewer.review(bad)
         assert not down.decision.allowed and "unreachable" in down.decision.error
         assert not (await engine.ready())[0]
@@ -103,32 +105,27 @@ async def test_opa_engine_heals_a_restarted_opa(tmp_path: Path) -> None:
         assert not (await reviewer.review(parse_review(admission_review(workload("Deployment", PINNED))))
                     ).decision.allowed
 
-        server.start()  # same port, empty OPA
+        opa.start()  # same port, empty OPA
         healed = await reviewer.review(bad)
         assert healed.decision.error == "", healed.decision.error
         assert not healed.decision.allowed and healed.decision.findings
         assert (await engine.ready())[0]
     finally:
-        server.stop()
         await engine.close()
 
 
-async def test_memo_answers_a_repeat_while_opa_is_down_but_nothing_new(tmp_path: Path) -> None:
+async def test_memo_answers_a_repeat_while_opa_is_down_but_nothing_new(tmp_path: Path, opa: OpaServer) -> None:
     """A decision is a pure function of (revision, input): a repeat may be answered from memory."""
-    server = OpaServer(tmp_path)
-    server.start()
-    engine = OpaEngine(server.url)
-    reviewer = Reviewer(engine, admission=AdmissionSettings(deadline_seconds=5), policy=PolicySettings(),
-                        log=DecisionLog(stream=io.StringIO()))
+    engine = OpaEngine(opa.url)
+    reviewer = _reviewer(engine, AdmissionSettings(deadline_seconds=5))
     try:
         assert await PolicyStore(_copy_policies(tmp_path), engine).reload()
         seen = parse_review(admission_review(workload("Deployment", "nginx:latest")))
         first = await reviewer.review(seen)
-        server.stop()
+        opa.stop()
         repeat = await reviewer.review(seen)
         assert repeat.memo_hit and repeat.decision.findings == first.decision.findings
         new = await reviewer.review(parse_review(admission_review(workload("Deployment", PINNED, name="api"))))
         assert not new.memo_hit and not new.decision.allowed and "unreachable" in new.decision.error
     finally:
-        server.stop()
         await engine.close()

@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.oci import AuthRegistry, TokenServer, cosign_sign, generate_key, image_settings, push_image
+from tests.oci import (
+    AuthRegistry,
+    TokenServer,
+    auth_registry,
+    generate_key,
+    image_settings,
+    push_image,
+    push_signed_image,
+)
 from webhook.config import ImagePolicy, ImageSettings, SigningAuthority
 from webhook.facts.images import ImageFacts
 from webhook.trust.registry import Credentials, RefusedAddress, RegistryClient, RegistryError, load_docker_config
@@ -28,10 +36,7 @@ USER, PASSWORD = "alice", "s3cret-pull"
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistry]:
-    work = tmp_path_factory.mktemp("basic-registry")
-    reg = AuthRegistry(work / "logs", work, user=USER, password=PASSWORD)
-    yield reg
-    reg.stop()
+    yield from auth_registry(tmp_path_factory, "basic-registry", user=USER, password=PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +48,8 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServ
 
 @pytest.fixture(scope="module")
 def bearer_registry(tmp_path_factory: pytest.TempPathFactory, token_server: TokenServer) -> Iterator[AuthRegistry]:
-    work = tmp_path_factory.mktemp("bearer-registry")
-    reg = AuthRegistry(work / "logs", work, user=USER, password=PASSWORD, token_server=token_server)
-    yield reg
-    reg.stop()
+    yield from auth_registry(tmp_path_factory, "bearer-registry", user=USER, password=PASSWORD,
+                             token_server=token_server)  # fmt: skip
 
 
 def docker_config_of(registry: AuthRegistry) -> Path:
@@ -104,8 +107,7 @@ async def test_signature_verified_only_with_the_pull_credentials(
 ) -> None:
     registry: AuthRegistry = request.getfixturevalue(f"{flavour}_registry")
     key = generate_key(tmp_path / "keys", "release")
-    digest = push_image(registry, "private/signed", "1.0", tmp_path)
-    cosign_sign(key, f"{registry.host}/private/signed@{digest}", **registry.client_env)
+    digest = push_signed_image(registry, "private/signed", "1.0", tmp_path, key)
     settings = loopback_settings(
         registry,
         request,
