@@ -193,7 +193,7 @@ violations := data.deployguard.rules.digest_pinning.violation | data.deployguard
 
 def embedded_two_rules(inputs: list[dict[str, Any]]) -> dict[str, float]:
     """Only the rules gator's templates mirror (digest pinning, allowed registries): the like-for-like figure."""
-    from webhook.engines.embedded import _interpreter, parse_output
+    from webhook.engines.embedded import DATA_SHAPE, _interpreter, compact_locals, parse_output, reordered, set_input
 
     bundle = load_bundle(REPO / "policies")
     keep = (
@@ -202,19 +202,20 @@ def embedded_two_rules(inputs: list[dict[str, Any]]) -> dict[str, float]:
         "deployguard/rules/allowed_registries.rego",
     )
     interp = _interpreter()
-    interp.add_data(bundle.data)
+    interp.add_data(reordered(bundle.data, DATA_SHAPE))
     for path, source in bundle.modules:
         if path in keep:
             interp.add_module(path, source)
     interp.add_module("bench.rego", TWO_RULES)
-    compiled = interp.build(None, ["deployguard/bench/violations"])
+    # as the engine serves a revision: locals renumbered, input built node by node
+    compiled = compact_locals(interp.build(None, ["deployguard/bench/violations"]))
     runner = _interpreter()
     from regopy import rego_shared
 
     walls, cpus = [], []
     for policy_input in inputs:
         w, c = time.perf_counter(), time.process_time()
-        runner.set_input_term(orjson.dumps(policy_input).decode())
+        set_input(runner, policy_input)
         out = rego_shared.rego_bundle_query_entrypoint(runner._impl, compiled._impl, "deployguard/bench/violations")
         try:
             value = parse_output(rego_shared.rego_output_ok(out), rego_shared.rego_output_string(out), "violations")
