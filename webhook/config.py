@@ -84,6 +84,10 @@ class ServerSettings:
     # replica): without this, an API server that reuses a few connections pins all admission
     # traffic to one worker. 0: no limit.
     max_requests_per_connection: int = 1000
+    # A plain-HTTP port answering GET /healthz and /readyz only (webhook/probes.py), for the
+    # kubelet's probes when client_ca_file makes the TLS port demand a client certificate.
+    # 0: none.
+    probe_port: int = 0
     # "auto": uvloop when installed (uvicorn[standard] brings it; ~2x the asyncio loop's rate), else asyncio;
     # "asyncio" or "uvloop" to choose.
     event_loop: str = "auto"
@@ -323,6 +327,9 @@ def load_settings(path: Path | None) -> Settings:
         images=_images_section(raw.get("images")),
         **{name: _section(cls, raw.get(name), name) for name, cls in _GOVERNANCE_SECTIONS.items()},
     )
+    probe_port = settings.server.probe_port
+    if not 0 <= probe_port <= 65535 or (probe_port and probe_port == settings.server.port):
+        raise ConfigError(f"server.probe_port must be 0 (none) or a port other than server.port, not {probe_port}")
     if settings.server.max_requests_per_connection < 0:
         raise ConfigError("server.max_requests_per_connection must be 0 (no limit) or more")
     if settings.policy.engine not in ("embedded", "opa"):

@@ -22,10 +22,12 @@ from webhook.observe.decision_log import DecisionLog
 from webhook.observe.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
 from webhook.policy_store import PolicyStore
+from webhook.probes import ProbeApp, start_probe_listener
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
 from webhook.tls import CertificateReloader, generate_certificates
 from webhook.trust.mutation import build_mutator
+from webhook.workers import reuseport_socket
 
 log = logging.getLogger("deployguard")
 
@@ -154,5 +156,17 @@ async def run_server(settings: Settings, sockets: list[socket.socket] | None = N
     gc.collect()
     gc.freeze()
     server = uvicorn.Server(config)
-    with contextlib.suppress(asyncio.CancelledError):
-        await server.serve(sockets=sockets)
+    probes = None
+    if server_cfg.probe_port:
+        # with --workers each worker joins the probe port too (SO_REUSEPORT), like the main one
+        probe_sock = reuseport_socket(server_cfg.host, server_cfg.probe_port) if sockets else None
+        probes = await start_probe_listener(
+            ProbeApp(reviewer, store), server_cfg.host, server_cfg.probe_port, probe_sock
+        )
+        log.info("probes on http://%s:%d/readyz and /healthz", server_cfg.host, server_cfg.probe_port)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await server.serve(sockets=sockets)
+    finally:
+        if probes is not None:
+            probes.close()

@@ -27,6 +27,7 @@ from webhook.input_limits import ORJSON_MAX_DEPTH, exceeds_depth
 from webhook.observe.metrics import MetricsEndpoint, observe_parse
 from webhook.openapi import VALIDATE_OPENAPI
 from webhook.policy_store import PolicyStore
+from webhook.probes import readiness
 from webhook.reviewer import Reviewer
 from webhook.trust.mutation import Mutator
 
@@ -197,20 +198,7 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        ok, reason = await reviewer.engine.ready()
-        for gatherer in reviewer.gatherers:  # fact sources that must be primed before serving
-            gatherer_ready = getattr(gatherer, "ready", None)
-            if ok and callable(gatherer_ready):
-                ok, reason = gatherer_ready()
-        body: dict[str, Any] = {
-            "ready": ok,
-            "engine": reviewer.engine.name,
-            "policy_revision": reviewer.engine.revision,
-        }
-        if reason:
-            body["reason"] = reason
-        if store is not None and store.last_error:
-            body["last_policy_error"] = store.last_error
+        ok, body = await readiness(reviewer, store)
         return JSONResponse(body, status_code=200 if ok else 503)
 
     return ValidateFastPath(app, reviewer, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth)

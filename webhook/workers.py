@@ -90,6 +90,8 @@ def serve_workers(settings: Settings, workers: int) -> int:
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     reuseport_socket(settings.server.host, settings.server.port).close()  # fail early when the port is taken
+    if settings.server.probe_port:
+        reuseport_socket(settings.server.host, settings.server.probe_port).close()
     owned_metrics_dir = _prepare_metrics_dir()
     context = multiprocessing.get_context("spawn")
     children: list[BaseProcess] = []

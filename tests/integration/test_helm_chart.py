@@ -196,9 +196,12 @@ def test_client_ca_is_mounted_and_configured(tmp_path: Path, source: str, volume
     assert mounted == {"name": "client-ca", **volume}
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "client-ca"]
     assert settings.server.client_ca_file.parent == Path(mount["mountPath"]) and mount["readOnly"] is True
-    # The kubelet presents no client certificate: HTTPS probes would fail the handshake.
-    for probe in (container["readinessProbe"], container["livenessProbe"]):
-        assert probe["tcpSocket"] == {"port": "https"} and "httpGet" not in probe
+    # The kubelet presents no client certificate: HTTPS probes would fail the handshake, so
+    # it asks the plain-HTTP probe listener, which the config opens on the port the pod names.
+    assert settings.server.probe_port == 8081
+    assert {"name": "probes", "containerPort": 8081} in container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
 
 
 def freeze_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -288,6 +291,7 @@ BAD_VALUES = [
     (["--set", "tls.clientCA.enabled=yes"], "at '/tls/clientCA/enabled': got string, want boolean"),
     (["--set", "tls.clientCA.existingSecret=Not_A_Name"], "/tls/clientCA/existingSecret"),
     (["--set", "tls.clientCA.ca=x"], "additional properties 'ca' not allowed"),
+    (["--set", "tls.clientCA.probePort=8443"], "/tls/clientCA/probePort"),
     (["--set", "changeCalendar.watchKubernetes=1"], "at '/changeCalendar/watchKubernetes': got number, want boolean"),
     (["--set", "changeCalendar.resyncSeconds=soon"], "at '/changeCalendar/resyncSeconds': got string, want number"),
     (["--set", "changeCalendar.staleAfterSeconds=0"], "/changeCalendar/staleAfterSeconds"),

@@ -24,8 +24,8 @@ REQUESTS = 30
 
 
 class Workers:
-    def __init__(self, process: Process, port: int, workdir: Path) -> None:
-        self.process, self.port, self.workdir = process, port, workdir
+    def __init__(self, process: Process, port: int, workdir: Path, probe_port: int) -> None:
+        self.process, self.port, self.workdir, self.probe_port = process, port, workdir, probe_port
         self.ca = workdir / "certs/dev/ca.crt"
         self.base = f"https://127.0.0.1:{port}"
 
@@ -47,7 +47,8 @@ class Workers:
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     workdir = tmp_path_factory.mktemp("workers")
     (workdir / "metrics").mkdir()  # prometheus-client wants the directory to exist, as in a pod's emptyDir
-    port = free_port()
+    port, probe_port = free_port(), free_port()
+    (workdir / "config.yaml").write_text(f"server:\n  probe_port: {probe_port}\n")
     deployguard = Path(sys.executable).parent / "deployguard"
     process = Process(
         "deployguard-workers",
@@ -69,11 +70,13 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
             str(REPO / "policies"),
             "--decision-log",
             str(workdir / "decisions.jsonl"),
+            "--config",
+            str(workdir / "config.yaml"),
         ],
         workdir,
         env={"PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics")},
     )
-    served = Workers(process, port, workdir)
+    served = Workers(process, port, workdir, probe_port)
     try:
         process.wait_until(
             lambda: served.ca.exists() and http_ok(f"{served.base}/readyz", cafile=served.ca), 90, "ready"
@@ -111,6 +114,31 @@ def test_two_workers_answer_and_metrics_aggregate(workers: Workers) -> None:
     assert sum(float(v) for v in answered) == REQUESTS
     lines = (workers.workdir / "decisions.jsonl").read_text().splitlines()
     assert len(lines) == REQUESTS and all(json.loads(line)["decision_id"] for line in lines)
+
+
+def test_every_worker_answers_probes_on_the_probe_port(workers: Workers) -> None:
+    """Each worker joins the plain-HTTP probe port as it joins the TLS one (SO_REUSEPORT)."""
+    for _ in range(10):  # fresh connections: the kernel picks a worker each time
+        with urllib.request.urlopen(f"http://127.0.0.1:{workers.probe_port}/readyz", timeout=10) as response:
+            assert response.status == 200 and json.loads(response.read())["ready"] is True
+    assert _listening_on(workers.probe_port) == set(workers.children())
+
+
+def _listening_on(port: int) -> set[int]:
+    """The pids holding a socket that listens on ``port`` (/proc/net/tcp, then each process's fds)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    owners = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) in inodes:
+                owners.add(int(fd.parts[2]))
+        except OSError:
+            continue
+    return owners
 
 
 def test_sigterm_stops_every_worker(workers: Workers) -> None:

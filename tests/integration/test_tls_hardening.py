@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import json
 import ssl
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import REPO
+from tests.conftest import EXAMPLES, REPO
 from tests.processes import Process, free_port
 
 pytestmark = pytest.mark.integration
@@ -52,9 +54,19 @@ def _issue(directory: Path, name: str, *, ca: tuple[x509.Certificate, ec.Ellipti
 
 
 class Served:
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port, self.workdir = port, workdir
+    def __init__(self, port: int, workdir: Path, probe_port: int) -> None:
+        self.port, self.workdir, self.probe_port = port, workdir, probe_port
         self.ca = workdir / "certs/dev/ca.crt"
+
+    def probe(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        """Plain HTTP to the probe port, as the kubelet does (it has no client certificate)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.probe_port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers={"content-type": "application/json"})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
 
     def context(self, client: str | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca))
@@ -78,8 +90,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _issue(workdir, "apiserver", ca=client_ca)
     _issue(workdir, "intruder", ca=_issue(workdir, "other-ca", ca=None))
     config = workdir / "config.yaml"
-    config.write_text(f"server:\n  client_ca_file: {workdir / 'client-ca.crt'}\n")
-    port = free_port()
+    port, probe_port = free_port(), free_port()
+    config.write_text(f"server:\n  client_ca_file: {workdir / 'client-ca.crt'}\n  probe_port: {probe_port}\n")
     deployguard = Path(sys.executable).parent / "deployguard"
     process = Process(
         "deployguard", [str(deployguard), "serve", "--dev-certs", "--port", str(port), "--host", "127.0.0.1",
@@ -87,7 +99,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                         "--key", str(workdir / "certs/dev/tls.key"), "--policies", str(REPO / "policies")],
         workdir, env={"PYTHONUNBUFFERED": "1"},
     )
-    served = Served(port, workdir)
+    served = Served(port, workdir, probe_port)
     try:
         process.wait_until(lambda: served.ca.exists() and served.get("/readyz", served.context("apiserver")) == 200,
                            60, "ready")
@@ -104,6 +116,20 @@ def test_no_client_certificate_is_refused(served: Served) -> None:
     with pytest.raises((ssl.SSLError, ConnectionError)) as refused:
         served.get("/healthz", served.context())
     assert "CERTIFICATE_REQUIRED" in str(refused.value).upper() or isinstance(refused.value, ConnectionError)
+
+
+def test_the_kubelet_probes_readiness_over_the_plain_probe_port(served: Served) -> None:
+    """mTLS leaves the kubelet without a way in on the TLS port; the probe port tells it /readyz."""
+    status, body = served.probe("GET", "/readyz")
+    assert status == 200 and body["ready"] is True and body["policy_revision"]
+    assert served.probe("GET", "/healthz") == (200, {"status": "ok"})
+
+
+def test_no_admission_review_is_answered_on_the_probe_port(served: Served) -> None:
+    review = (EXAMPLES / "admission-review.json").read_bytes()
+    status, body = served.probe("POST", "/validate", review)
+    assert status == 404 and "probe port" in body["error"]
+    assert served.probe("GET", "/metrics")[0] == 404
 
 
 def test_a_client_certificate_from_another_ca_is_refused(served: Served) -> None:

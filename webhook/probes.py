@@ -1,0 +1,84 @@
+"""Health and readiness, and the plain-HTTP listener the kubelet can probe under mTLS.
+
+With ``server.client_ca_file`` set, the webhook's TLS port admits only callers with a
+client certificate from that CA, and the kubelet has none: an HTTPS probe would fail
+its handshake. ``server.probe_port`` opens a second, plain-HTTP listener that answers
+``GET /healthz`` and ``GET /readyz`` and nothing else — no admission review is ever
+read from it, and it tells no more than a probe needs (ready or not, the engine, the
+policy revision, why not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from webhook.policy_store import PolicyStore
+from webhook.reviewer import Reviewer
+
+
+async def readiness(reviewer: Reviewer, store: PolicyStore | None) -> tuple[bool, dict[str, Any]]:
+    """Whether to take traffic: a policy revision loaded, the engine reachable, fact sources primed."""
+    ok, reason = await reviewer.engine.ready()
+    for gatherer in reviewer.gatherers:  # fact sources that must be primed before serving
+        gatherer_ready = getattr(gatherer, "ready", None)
+        if ok and callable(gatherer_ready):
+            ok, reason = gatherer_ready()
+    body: dict[str, Any] = {"ready": ok, "engine": reviewer.engine.name, "policy_revision": reviewer.engine.revision}
+    if reason:
+        body["reason"] = reason
+    if store is not None and store.last_error:
+        body["last_policy_error"] = store.last_error
+    return ok, body
+
+
+class ProbeApp:
+    """ASGI: ``GET /healthz`` and ``GET /readyz``; 404 for any other path, 405 for other methods."""
+
+    def __init__(self, reviewer: Reviewer, store: PolicyStore | None) -> None:
+        self.reviewer, self.store = reviewer, store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path not in ("/healthz", "/readyz"):
+            status, body = 404, {"error": f"not found: the probe port serves /healthz and /readyz, not {path}"}
+        elif method not in ("GET", "HEAD"):
+            status, body = 405, {"error": f"method {method} not allowed"}
+        elif path == "/healthz":
+            status, body = 200, {"status": "ok"}
+        else:
+            ok, body = await readiness(self.reviewer, self.store)
+            status = 200 if ok else 503
+        payload = orjson.dumps(body)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
+
+
+async def start_probe_listener(
+    app: ProbeApp, host: str, port: int, sock: socket.socket | None = None
+) -> asyncio.AbstractServer:
+    """Listen for probes on ``host:port`` (or on ``sock``, a worker's SO_REUSEPORT socket).
+
+    Built from uvicorn's HTTP protocol without a ``uvicorn.Server``: the webhook's own
+    server owns the signal handling and the shutdown, and closes this listener then.
+    """
+    config = uvicorn.Config(
+        app, host=host, port=port, http=HttpToolsProtocol, lifespan="off", log_level="warning", access_log=False
+    )
+    config.load()
+    factory = functools.partial(HttpToolsProtocol, config=config, server_state=ServerState(), app_state={})
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock)
+    return await loop.create_server(factory, host=host, port=port, reuse_address=True)
