@@ -193,7 +193,8 @@ violations := data.deployguard.rules.digest_pinning.violation | data.deployguard
 
 def embedded_two_rules(inputs: list[dict[str, Any]]) -> dict[str, float]:
     """Only the rules gator's templates mirror (digest pinning, allowed registries): the like-for-like figure."""
-    from webhook.engines.embedded import DATA_SHAPE, _interpreter, compact_locals, parse_output, reordered, set_input
+    from webhook.engines.embedded import DATA_SHAPE, _interpreter, parse_output, reordered, set_input
+    from webhook.engines.renumbering import compact_locals
 
     bundle = load_bundle(REPO / "policies")
     keep = (

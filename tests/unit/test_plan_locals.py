@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 
 from tests.unit.test_embedded_input import EXAMPLES, policy_inputs
-from webhook.engines import embedded
+from webhook.engines import embedded, renumbering
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.engines.plan_locals import UnsupportedPlan, _locals_of, compact_plan, frame_size
 from webhook.errors import EngineError
@@ -26,7 +26,7 @@ def compiled(policies_dir: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def compacted(compiled: Any) -> Any:
-    bundle = embedded.compact_locals(compiled)
+    bundle = renumbering.compact_locals(compiled)
     assert bundle is not compiled, "the repository's plan must be renumbered"
     return bundle
 
@@ -181,8 +181,8 @@ async def test_a_failed_renumbering_serves_the_plan_as_compiled(
     policies_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The child may be missing or crash: the revision still loads and decides, as compiled."""
-    monkeypatch.setattr(embedded, "_renumbered_plans", {})
-    monkeypatch.setattr(embedded.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(renumbering, "_renumbered_plans", {})
+    monkeypatch.setattr(renumbering.sys, "executable", "/nonexistent/python")
     engine = EmbeddedEngine()
     with caplog.at_level("INFO", logger="deployguard.engine"):
         await engine.load(load_bundle(policies_dir))

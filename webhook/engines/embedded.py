@@ -7,17 +7,11 @@ built-in becomes an error (and a deny), never a silently undefined rule.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
-import hashlib
 import json
 import logging
-import os
-import sys
-import tempfile
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +19,6 @@ import regopy
 from regopy import rego_shared
 
 from webhook.engines import DECISION_PATH, PROBE_INPUT
-from webhook.engines.plan_locals import compact_plan, frame_size
 from webhook.errors import EngineError, PolicyLoadError
 from webhook.policy_bundle import PolicyBundle
 
@@ -141,93 +134,6 @@ def compile_bundle(bundle: PolicyBundle, *, with_tests: bool = False, entrypoint
         return interp.build(None, list(entrypoints or (ENTRYPOINT,)))
     except regopy.RegoError as exc:
         raise PolicyLoadError(f"policy revision {bundle.revision} does not compile: {exc}") from None
-
-
-def save_renumbered(compiled: Any, directory: str) -> tuple[int, int]:
-    """Save ``compiled`` to ``directory`` with its locals renumbered; the frame sizes before and after.
-
-    rego-cpp copies a frame of every local in the bundle on each built-in call; the
-    renumbered plan (webhook/engines/plan_locals.py) needs about a fifth of the frame.
-    The bundle goes through rego-cpp's own save (plan.json), so that loading it back
-    runs rego-cpp's checks. Raises UnsupportedPlan when renumbering is not shown safe.
-    """
-    _interpreter().save_bundle(directory, compiled)
-    plan_path = f"{directory}/plan.json"
-    with open(plan_path, "rb") as f:
-        plan = orjson.loads(f.read())
-    compact = compact_plan(plan)
-    with open(plan_path, "wb") as f:
-        f.write(orjson.dumps(compact))
-    return frame_size(plan), frame_size(compact)
-
-
-def compact_locals(compiled: Any) -> Any:
-    """The compiled bundle with its locals renumbered, in this process (tests, the child below)."""
-    with tempfile.TemporaryDirectory(prefix="deployguard-plan-") as tmp:
-        save_renumbered(compiled, tmp)
-        return _interpreter().load_bundle(tmp)
-
-
-# Renumbered plans by the hash of what was compiled: a revision is renumbered once per process.
-_renumbered_plans: dict[str, tuple[bytes, bytes]] = {}
-
-
-async def renumbered_in_child(bundle: PolicyBundle, timeout: float = 60.0) -> Any | None:
-    """``bundle`` compiled with its locals renumbered, or None (then serve it as compiled).
-
-    The save and the renumbering run in a short-lived child process
-    (``python -m webhook.engines.renumber_child``), awaited without blocking the event
-    loop: rego-cpp's save keeps ~13 MB of its allocator's memory for the life of a
-    process, and a crash in it must not take the webhook down.
-    """
-    spec = orjson.dumps({"revision": bundle.revision, "modules": bundle.modules, "data": bundle.data})
-    key = hashlib.sha256(spec).hexdigest()
-    with tempfile.TemporaryDirectory(prefix="deployguard-plan-") as tmp:
-        out = Path(tmp) / "bundle"
-        cached = _renumbered_plans.get(key)
-        if cached is None:
-            cached = await _run_child(spec, Path(tmp), out, timeout)
-            if cached is None:
-                return None
-            if len(_renumbered_plans) >= 4:
-                _renumbered_plans.pop(next(iter(_renumbered_plans)))
-            _renumbered_plans[key] = cached
-        else:
-            out.mkdir()
-            (out / "plan.json").write_bytes(cached[0])
-            (out / "data.json").write_bytes(cached[1])
-        try:
-            return _interpreter().load_bundle(str(out))
-        except regopy.RegoError as exc:
-            log.info("policy plan kept as compiled (the renumbered plan does not load: %s)", exc)
-            return None
-
-
-async def _run_child(spec: bytes, tmp: Path, out: Path, timeout: float) -> tuple[bytes, bytes] | None:
-    """Run renumber_child on ``spec``; the plan.json and data.json it wrote, or None."""
-    (tmp / "spec.json").write_bytes(spec)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "webhook.engines.renumber_child", str(tmp / "spec.json"), str(out)]
-    try:
-        child = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
-        )
-    except OSError as exc:
-        log.info("policy plan kept as compiled (renumbering did not start: %s)", exc)
-        return None
-    try:
-        _, stderr = await asyncio.wait_for(child.communicate(), timeout)
-    except TimeoutError:
-        child.kill()
-        await child.wait()
-        log.info("policy plan kept as compiled (renumbering took over %g s)", timeout)
-        return None
-    if child.returncode != 0:
-        reason = (stderr.decode(errors="replace").strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-        log.info("policy plan kept as compiled (locals not renumbered): %s", reason)
-        return None
-    return (out / "plan.json").read_bytes(), (out / "data.json").read_bytes()
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -377,21 +283,6 @@ def _evaluate(runner: regopy.Interpreter, compiled: Any, policy_input: dict[str,
     return parse_output(ok, text, "data.deployguard.decision")
 
 
-async def _compacted_if_equal(bundle: PolicyBundle, compiled: Any, probe: Any) -> Any:
-    """The renumbered bundle when it decides the probe input as the compiled one does."""
-    compact = await renumbered_in_child(bundle)
-    if compact is None:
-        return compiled
-    try:
-        same = _evaluate(_interpreter(), compact, PROBE_INPUT) == probe
-    except EngineError:
-        same = False
-    if not same:
-        log.warning("renumbered policy plan decides the probe input differently; using the plan as compiled")
-        return compiled
-    return compact
-
-
 class EmbeddedEngine:
     """rego-cpp, compiled per revision, evaluated inline (sub-millisecond, no I/O)."""
 
@@ -414,7 +305,9 @@ class EmbeddedEngine:
             probe = _evaluate(runner, compiled, PROBE_INPUT)
         except EngineError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} compiles but cannot decide: {exc}") from None
-        compiled = await _compacted_if_equal(bundle, compiled, probe)
+        from webhook.engines.renumbering import renumbered_if_equal  # it imports this module
+
+        compiled = await renumbered_if_equal(bundle, compiled, probe)
         with self._lock:
             self._bundle, self._runner, self._revision = compiled, runner, bundle.revision
 
