@@ -88,6 +88,10 @@ class ServerSettings:
     # kubelet's probes when client_ca_file makes the TLS port demand a client certificate.
     # 0: none.
     probe_port: int = 0
+    # Also GET /metrics on the probe port, for a Prometheus that has no client certificate
+    # under mTLS (what it tells: decision counts by kind and rule, latencies, registries contacted,
+    # the policy revision; no namespace or workload names).
+    probe_port_metrics: bool = False
     # "auto": uvloop when installed (uvicorn[standard] brings it; ~2x the asyncio loop's rate), else asyncio;
     # "asyncio" or "uvloop" to choose.
     event_loop: str = "auto"

@@ -3,9 +3,9 @@
 With ``server.client_ca_file`` set, the webhook's TLS port admits only callers with a
 client certificate from that CA, and the kubelet has none: an HTTPS probe would fail
 its handshake. ``server.probe_port`` opens a second, plain-HTTP listener that answers
-``GET /healthz`` and ``GET /readyz`` and nothing else — no admission review is ever
-read from it, and it tells no more than a probe needs (ready or not, the engine, the
-policy revision, why not).
+``GET /healthz`` and ``GET /readyz`` — and ``GET /metrics`` when
+``server.probe_port_metrics`` is on, for a Prometheus that has no client certificate
+either — and nothing else: no admission review is ever read from it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from webhook.observe.metrics import MetricsEndpoint
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
 
@@ -41,26 +42,31 @@ async def readiness(reviewer: Reviewer, store: PolicyStore | None) -> tuple[bool
 
 
 class ProbeApp:
-    """ASGI: ``GET /healthz`` and ``GET /readyz``; 404 for any other path, 405 for other methods."""
+    """ASGI: ``GET /healthz``, ``GET /readyz`` (and ``GET /metrics`` when given the endpoint);
+    404 for any other path, 405 for other methods."""
 
-    def __init__(self, reviewer: Reviewer, store: PolicyStore | None) -> None:
-        self.reviewer, self.store = reviewer, store
+    def __init__(self, reviewer: Reviewer, store: PolicyStore | None, metrics: MetricsEndpoint | None = None) -> None:
+        self.reviewer, self.store, self.metrics = reviewer, store, metrics
+        self.paths = ("/healthz", "/readyz", "/metrics") if metrics is not None else ("/healthz", "/readyz")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
-        if path not in ("/healthz", "/readyz"):
-            status, body = 404, {"error": f"not found: the probe port serves /healthz and /readyz, not {path}"}
+        content_type = "application/json"
+        if path not in self.paths:
+            served = " and ".join(self.paths)
+            status, payload = 404, orjson.dumps({"error": f"not found: the probe port serves {served}, not {path}"})
         elif method not in ("GET", "HEAD"):
-            status, body = 405, {"error": f"method {method} not allowed"}
+            status, payload = 405, orjson.dumps({"error": f"method {method} not allowed"})
         elif path == "/healthz":
-            status, body = 200, {"status": "ok"}
+            status, payload = 200, orjson.dumps({"status": "ok"})
+        elif path == "/metrics" and self.metrics is not None:
+            status, (payload, content_type) = 200, self.metrics.render()
         else:
             ok, body = await readiness(self.reviewer, self.store)
-            status = 200 if ok else 503
-        payload = orjson.dumps(body)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            status, payload = 200 if ok else 503, orjson.dumps(body)
+        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
 

@@ -160,8 +160,9 @@ async def run_server(settings: Settings, sockets: list[socket.socket] | None = N
     if server_cfg.probe_port:
         # with --workers each worker joins the probe port too (SO_REUSEPORT), like the main one
         probe_sock = reuseport_socket(server_cfg.host, server_cfg.probe_port) if sockets else None
+        probe_metrics = observability.metrics if server_cfg.probe_port_metrics else None
         probes = await start_probe_listener(
-            ProbeApp(reviewer, store), server_cfg.host, server_cfg.probe_port, probe_sock
+            ProbeApp(reviewer, store, probe_metrics), server_cfg.host, server_cfg.probe_port, probe_sock
         )
         log.info("probes on http://%s:%d/readyz and /healthz", server_cfg.host, server_cfg.probe_port)
     try:

@@ -36,6 +36,8 @@ OPTIONS: dict[str, list[str]] = {
         "--set", "tls.clientCA.enabled=true",
         "--set", "tls.clientCA.existingSecret=apiserver-client-ca",
         "--set", "workers=2",
+        "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "networkPolicy.enabled=true",
     ],
 }  # fmt: skip
 
@@ -204,6 +206,36 @@ def test_client_ca_is_mounted_and_configured(tmp_path: Path, source: str, volume
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
 
 
+@pytest.mark.integration
+def test_under_mtls_prometheus_scrapes_the_probe_port(tmp_path: Path) -> None:
+    """No client certificate for Prometheus either: /metrics on the plain probe port, exposed and allowed."""
+    plain = render("--set", "metrics.serviceMonitor.enabled=true")
+    (monitor,) = by_kind(plain, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "https" and monitor["spec"]["endpoints"][0]["scheme"] == "https"
+    assert rendered_settings(plain, tmp_path / "plain.yaml").server.probe_port_metrics is False
+
+    docs = render(
+        "--set", "tls.clientCA.enabled=true", "--set", "tls.clientCA.existingSecret=apiserver-client-ca",
+        "--set", "metrics.serviceMonitor.enabled=true",
+    )  # fmt: skip
+    server = rendered_settings(docs, tmp_path / "mtls.yaml").server
+    assert (server.probe_port, server.probe_port_metrics) == (8081, True)
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "probes" and endpoint["scheme"] == "http" and "tlsConfig" not in endpoint
+    (service,) = by_kind(docs, "Service")
+    assert {"name": "probes", "port": 8081, "targetPort": "probes", "protocol": "TCP"} in service["spec"]["ports"]
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    assert {"port": 8081, "protocol": "TCP"} in policy["spec"]["ingress"][0]["ports"]
+
+    without_monitor = render(
+        "--set", "tls.clientCA.enabled=true", "--set", "tls.clientCA.existingSecret=apiserver-client-ca"
+    )  # fmt: skip
+    assert rendered_settings(without_monitor, tmp_path / "quiet.yaml").server.probe_port_metrics is False
+    (service,) = by_kind(without_monitor, "Service")
+    assert [p["name"] for p in service["spec"]["ports"]] == ["https"]
+
+
 def freeze_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     roles = [r for r in by_kind(docs, "ClusterRole") if "certs" not in r["metadata"]["name"]]
     return [rule for role in roles for rule in role["rules"] if "deployguard.io" in rule["apiGroups"]]
@@ -299,10 +331,6 @@ BAD_VALUES = [
     (
         ["--set", "tls.clientCA.enabled=true,tls.clientCA.existingSecret=a,tls.clientCA.existingConfigMap=b"],
         "name the client CA's existingConfigMap or its existingSecret (one of them)",
-    ),
-    (
-        ["--set", "tls.clientCA.enabled=true,tls.clientCA.existingSecret=a,metrics.serviceMonitor.enabled=true"],
-        "which the ServiceMonitor does not present",
     ),
     (["--set", "rbac.freezes=false"], "changeCalendar.watchKubernetes needs rbac.freezes"),
 ]

@@ -91,7 +91,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _issue(workdir, "intruder", ca=_issue(workdir, "other-ca", ca=None))
     config = workdir / "config.yaml"
     port, probe_port = free_port(), free_port()
-    config.write_text(f"server:\n  client_ca_file: {workdir / 'client-ca.crt'}\n  probe_port: {probe_port}\n")
+    config.write_text(f"server:\n  client_ca_file: {workdir / 'client-ca.crt'}\n  probe_port: {probe_port}\n"
+                      "  probe_port_metrics: true\n")
     deployguard = Path(sys.executable).parent / "deployguard"
     process = Process(
         "deployguard", [str(deployguard), "serve", "--dev-certs", "--port", str(port), "--host", "127.0.0.1",
@@ -129,7 +130,19 @@ def test_no_admission_review_is_answered_on_the_probe_port(served: Served) -> No
     review = (EXAMPLES / "admission-review.json").read_bytes()
     status, body = served.probe("POST", "/validate", review)
     assert status == 404 and "probe port" in body["error"]
-    assert served.probe("GET", "/metrics")[0] == 404
+    assert served.probe("POST", "/mutate", review)[0] == 404
+
+
+def test_prometheus_scrapes_the_probe_port_without_a_client_certificate(served: Served) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served.probe_port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    assert response.status == 200 and response.getheader("content-type", "").startswith("text/plain")
+    assert "deployguard_policy_revision_info" in text
 
 
 def test_a_client_certificate_from_another_ca_is_refused(served: Served) -> None:

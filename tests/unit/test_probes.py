@@ -55,6 +55,17 @@ async def test_nothing_else_is_served(reviewer: Reviewer, method: str, path: str
     assert seen == []
 
 
+async def test_metrics_only_when_given_the_endpoint(reviewer: Reviewer) -> None:
+    class Metrics:
+        def render(self) -> tuple[bytes, str]:
+            return b"deployguard_up 1\n", "text/plain; version=0.0.4"
+
+    served = await _get(ProbeApp(reviewer, None, Metrics()), "GET", "/metrics")  # type: ignore[arg-type]
+    assert served.status_code == 200 and served.text == "deployguard_up 1\n"
+    assert served.headers["content-type"].startswith("text/plain")
+    assert (await _get(ProbeApp(reviewer, None), "GET", "/metrics")).status_code == 404
+
+
 @pytest.mark.parametrize("port", [-1, 70000, 8443])
 def test_a_probe_port_must_be_a_free_port_of_its_own(tmp_path: Path, port: int) -> None:
     config = tmp_path / "config.yaml"

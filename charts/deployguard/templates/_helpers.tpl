@@ -89,9 +89,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if ne (len (compact (list $clientCA.existingConfigMap $clientCA.existingSecret))) 1 }}
 {{- fail "tls.clientCA.enabled: name the client CA's existingConfigMap or its existingSecret (one of them)" }}
 {{- end }}
-{{- if .Values.metrics.serviceMonitor.enabled }}
-{{- fail "tls.clientCA.enabled with metrics.serviceMonitor.enabled: the listener then requires a client certificate, which the ServiceMonitor does not present; turn one of them off" }}
-{{- end }}
 {{- end }}
 {{- if and .Values.changeCalendar.watchKubernetes .Values.rbac.create (not .Values.rbac.freezes) }}
 {{- fail "changeCalendar.watchKubernetes needs rbac.freezes (get/list/watch on the deployguard.io freeze and window kinds); turn one on or the other off" }}
