@@ -207,6 +207,16 @@ def test_client_ca_is_mounted_and_configured(tmp_path: Path, source: str, volume
 
 
 @pytest.mark.integration
+def test_the_grace_period_outlasts_prestop_and_the_workers_drain() -> None:
+    """SIGTERM comes after preStop; the supervisor of several workers kills what outlives 25 s."""
+    from webhook.workers import STOP_GRACE_SECONDS
+
+    spec, container = webhook_pod(render("--set", "workers=2"))
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert spec["terminationGracePeriodSeconds"] > pre_stop + STOP_GRACE_SECONDS
+
+
+@pytest.mark.integration
 def test_under_mtls_prometheus_scrapes_the_probe_port(tmp_path: Path) -> None:
     """No client certificate for Prometheus either: /metrics on the plain probe port, exposed and allowed."""
     plain = render("--set", "metrics.serviceMonitor.enabled=true")
