@@ -97,15 +97,17 @@ def test_two_workers_answer_and_metrics_aggregate(workers: Workers) -> None:
     for _ in range(REQUESTS):
         review = json.loads(workers.request("/validate", body))
         assert review["response"]["allowed"] is False
-    # Every scrape refreshes the revision gauge in the worker that serves it (one series per pid);
-    # until both have served a scrape, keep scraping on new connections.
+    # Every scrape refreshes the revision gauge in the worker that serves it (one series per pid),
+    # and a worker hands its buffered decision counts to the shared files once a second: keep
+    # scraping on new connections until both workers have served a scrape and a second has passed.
     seen: set[str] = set()
-    metrics = ""
-    for _ in range(40):
+    metrics, deadline, settled = "", time.monotonic() + 15, time.monotonic() + 1.5
+    while time.monotonic() < deadline:
         metrics = workers.request("/metrics").decode()
         seen |= _revision_pids(metrics)
-        if len(seen) >= 2:
+        if len(seen) >= 2 and time.monotonic() > settled:
             break
+        time.sleep(0.05)
     assert len(seen) == 2, f"only worker(s) {seen} ever answered a scrape"
     assert seen <= {str(pid) for pid in workers.children()}
     # a scrape answered by one worker holds the other's series too: aggregated across processes

@@ -21,6 +21,7 @@ from webhook.governance.calendar_sources import FileSource, Snapshot
 from webhook.governance.change_calendar import parse_object
 from webhook.images import parse_image
 from webhook.observe.audit_record import utc_now
+from webhook.observe.metric_buffer import PENDING
 from webhook.observe.metrics import MetricsObserver
 from webhook.policy_input import Subject
 from webhook.serve import event_loop_factory
@@ -191,6 +192,7 @@ def test_a_templates_containers_are_computed_once() -> None:
 
 
 def _sample(name: str, labels: dict[str, str]) -> float:
+    PENDING.flush()
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 

@@ -6,6 +6,10 @@ empty directory before start: each process then writes its values there and
 ``/metrics`` aggregates all of them (prometheus-client's multiprocess mode), so a
 scrape that lands on any worker sees the whole pod.
 
+Per-decision updates go through ``metric_buffer.PENDING`` (flushed every second and
+before each render): multiprocess mode makes each direct update a locked write to a
+memory-mapped file.
+
 Fact gatherers record their own I/O with the counters below (registry round trips,
 cache hits, signature verifications, upstream errors); the reviewer's
 ``MetricsObserver`` records every decision and its per-phase latency.
@@ -31,6 +35,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from webhook.observe.metric_buffer import PENDING
 
 # 1 ms .. 10 s: the webhook's whole deadline budget, with resolution where answers usually are.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -145,26 +151,29 @@ class MetricsObserver:
         self._phases = _Children(PHASE_DURATION, ("",))
         self._memo = _Children(DECISION_MEMO, ("",))
         self._unknown = _Children(FACTS_UNKNOWN, ("",))
+        self._freezes_shown: int | None = None
 
     def observe(self, record: Mapping[str, Any], timings: Mapping[str, float]) -> None:
         decision = str(record.get("outcome") or "error")
         dry_run = "true" if record.get("dry_run") else "false"
-        self._requests.get(record.get("operation"), record.get("kind"), decision, dry_run).inc()
+        inc, observe = PENDING.inc, PENDING.observe
+        inc(self._requests.get(record.get("operation"), record.get("kind"), decision, dry_run))
         for finding in record.get("findings") or ():
-            self._findings.get(finding.get("rule"), finding.get("mode")).inc()
+            inc(self._findings.get(finding.get("rule"), finding.get("mode")))
         for phase, seconds in timings.items():
             if phase == "total":
-                self._durations.get(decision).observe(seconds)
+                observe(self._durations.get(decision), seconds)
             else:
-                self._phases.get(phase).observe(seconds)
+                observe(self._phases.get(phase), seconds)
         if "evaluate" in timings:
-            self._memo.get("hit" if record.get("memo_hit") else "miss").inc()
+            inc(self._memo.get("hit" if record.get("memo_hit") else "miss"))
         for fact in record.get("unknown_facts") or ():
-            self._unknown.get(fact).inc()
+            inc(self._unknown.get(fact))
         if record.get("error") and record.get("engine") == "opa" and not record.get("rejected"):
-            UPSTREAM_ERRORS.labels(upstream="opa").inc()
+            inc(UPSTREAM_ERRORS.labels(upstream="opa"))
         freezes = record.get("freezes_active")
-        if isinstance(freezes, list):
+        if isinstance(freezes, list) and len(freezes) != self._freezes_shown:
+            self._freezes_shown = len(freezes)
             FREEZES_ACTIVE.set(len(freezes))
 
 
@@ -175,7 +184,7 @@ def observe_parse(seconds: float) -> None:
     """The HTTP adapter's share: reading and parsing the body."""
     if not _PARSE_PHASE:
         _PARSE_PHASE.append(PHASE_DURATION.labels(phase="parse"))
-    _PARSE_PHASE[0].observe(seconds)
+    PENDING.observe(_PARSE_PHASE[0], seconds)
 
 
 def certificate_expiry(certfile: Path) -> float | None:
@@ -196,6 +205,7 @@ class MetricsEndpoint:
         self._refreshers = refreshers
 
     def render(self) -> tuple[bytes, str]:
+        PENDING.flush()
         for refresh in self._refreshers:
             refresh()
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Coroutine
@@ -11,6 +12,7 @@ from typing import Any
 from webhook.config import Settings
 from webhook.engines import PolicyEngine
 from webhook.observe.events import EventRecorder, KubernetesEventSink
+from webhook.observe.metric_buffer import PENDING
 from webhook.observe.metrics import MetricsEndpoint, MetricsObserver, PolicyRevisionGauge, certificate_gauge
 from webhook.observe.observers import DecisionObserver
 from webhook.observe.tracing import TracingObserver, otlp_tracer
@@ -32,6 +34,13 @@ def kube_client_configured(settings: Settings) -> bool:
     return settings.kube_api.kubeconfig is not None or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
+async def flush_metrics(interval_seconds: float = 1.0) -> None:
+    """Hand buffered decision metrics to prometheus-client, so a sibling worker's scrape sees them."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        PENDING.flush()
+
+
 def build_observability(settings: Settings, engine: PolicyEngine, last_error: Callable[[], str]) -> Observability:
     cfg = settings.observability
     result = Observability()
@@ -43,6 +52,8 @@ def build_observability(settings: Settings, engine: PolicyEngine, last_error: Ca
                 certificate_gauge(settings.server.certfile),
             )
         )
+        result.tasks.append(flush_metrics)
+        result.closers.append(PENDING.flush)
     if cfg.events_enabled and kube_client_configured(settings):
         sink = KubernetesEventSink(settings.kube_api.kubeconfig, settings.kube_api.timeout_seconds)
         recorder = EventRecorder(
