@@ -24,9 +24,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import POLICIES
 from tests.controlplane import DeployguardServer, deployguard_command
+from tests.counters import Samples
 from tests.factories import PINNED, admission_review, workload
 
 CLIENT_TIMEOUT = 30.0  # generous: far above deployguard's deadline, so "arrived" means "arrived in time"
@@ -186,6 +188,18 @@ async def readyz(base: str, ca_file: Path) -> tuple[int, dict[str, Any]]:
         except httpx.HTTPError:
             return 0, {}
         return response.status_code, response.json()
+
+
+async def scrape(base: str, ca_file: Path) -> Samples:
+    """Every sample of the server's ``/metrics`` (read them with ``tests.counters.total``)."""
+    async with httpx.AsyncClient(verify=client_context(ca_file)) as client:
+        response = await client.get(f"{base}/metrics", timeout=10)
+    response.raise_for_status()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def decision_lines(server: DeployguardServer) -> int:

@@ -18,6 +18,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from tests import factories
+from tests.counters import CounterDeltas
 from tests.processes import Process, free_port, http_ok
 from webhook.admission import parse_review
 from webhook.config import AdmissionSettings, PolicySettings
@@ -171,7 +172,26 @@ async def test_freeze_appears_and_lifts_with_the_error_rate(
 
 async def test_prometheus_down_warns_by_default(reviewer: Reviewer, prometheus: PrometheusServer) -> None:
     prometheus.stop()
+    deltas = CounterDeltas()
     outcome = await reviewer.review(parse_review(_rollout()))
     assert outcome.decision.allowed
     warnings = [f for f in outcome.decision.by_mode("warn") if f.rule == "error_budget_unknown"]
     assert len(warnings) == 1 and "web-availability" in warnings[0].message
+    # One query per window (20s, 4s, 8s); the fact is unknown at the first failure, the others may still run.
+    assert 1 <= deltas("deployguard_upstream_errors_total", upstream="prometheus") <= 3
+    assert deltas("deployguard_cache_requests_total", cache="budget", result="miss") == 1
+
+
+async def test_a_fresh_budget_comes_from_the_cache(prometheus: PrometheusServer) -> None:
+    client = Prometheus(prometheus.url, timeout=1.0)
+    [slo] = parse_slos(SLO)
+    reader = BudgetReader((slo,), client, ttl=60.0)
+    try:
+        deltas = CounterDeltas()
+        first = await reader.read(slo)
+        assert first["status"] == "ok" and await reader.read(slo) is first
+        assert deltas("deployguard_cache_requests_total", cache="budget", result="miss") == 1
+        assert deltas("deployguard_cache_requests_total", cache="budget", result="hit") == 1
+        assert deltas("deployguard_upstream_errors_total", upstream="prometheus") == 0
+    finally:
+        await client.aclose()

@@ -29,6 +29,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from tests.counters import total
 from tests.factories import PINNED, admission_review, workload
 from tests.faults import (
     Load,
@@ -40,6 +41,7 @@ from tests.faults import (
     readyz,
     review_body,
     running,
+    scrape,
     served,
     under_load,
     until,
@@ -167,6 +169,7 @@ async def test_registry_slow_erroring_and_down_fails_closed_and_recovers(
                 load.enter(mode)
                 await asyncio.sleep(seconds)
                 states[mode] = await readyz(base, server.ca_file)
+        metrics = await scrape(base, server.ca_file)
 
     for phase in ("healthy", "slow", "error", "down", "pass"):
         print(load.summary(phase))
@@ -186,6 +189,14 @@ async def test_registry_slow_erroring_and_down_fails_closed_and_recovers(
     recovered = load.later("pass", 0.5)
     assert recovered and all(a.allowed for a in recovered), recovered[0].message
     assert_log_matches(load, server)
+    # /metrics of the served process tells the same story: round trips to the registry (by its
+    # host) that worked and that failed, each failure an upstream error, verdicts of both kinds.
+    round_trips = "deployguard_registry_requests_total"
+    assert total(metrics, round_trips, registry=proxied.host, operation="signature", result="ok") > 0
+    assert total(metrics, round_trips, registry=proxied.host, operation="signature", result="error") > 0
+    assert total(metrics, "deployguard_upstream_errors_total", upstream="registry") > 0
+    for result in ("verified", "error"):
+        assert total(metrics, "deployguard_signature_verifications_total", result=result) > 0, result
 
 
 # --------------------------------------------------------------------------- SIGTERM
@@ -336,6 +347,7 @@ async def test_prometheus_down_follows_the_unknown_budget_mode_and_recovers(tmp_
                             "rollouts pass without a budget warning again")  # fmt: skip
                 load.enter("recovered")
                 await asyncio.sleep(1.0)
+            metrics = await scrape(base, server.ca_file)
     finally:
         prometheus.stop()
         exporter.stop()
@@ -359,3 +371,7 @@ async def test_prometheus_down_follows_the_unknown_budget_mode_and_recovers(tmp_
     # Prometheus is a fact source, not a dependency of readiness.
     assert ready_while_down[0] == 200, ready_while_down
     assert_log_matches(load, server)
+    # Every failed query counted in the served process's /metrics; with cache_ttl_seconds 0 no budget is a hit.
+    assert total(metrics, "deployguard_upstream_errors_total", upstream="prometheus") > 0
+    assert total(metrics, "deployguard_cache_requests_total", cache="budget", result="miss") > 0
+    assert total(metrics, "deployguard_cache_requests_total", cache="budget", result="hit") == 0

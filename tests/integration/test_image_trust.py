@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import POLICIES
 from tests.controlplane import deployguard_command
+from tests.counters import CounterDeltas
 from tests.factories import admission_review, workload
+from tests.faults import FaultProxy
 from tests.oci import (
     FIXTURE_BUNDLE,
     LocalRegistry,
@@ -51,6 +53,11 @@ from webhook.reviewer import Outcome, Reviewer
 from webhook.trust.signatures import SIMPLE_SIGNING
 
 pytestmark = pytest.mark.integration
+
+ROUND_TRIPS = "deployguard_registry_requests_total"
+VERIFICATIONS = "deployguard_signature_verifications_total"
+CACHE = "deployguard_cache_requests_total"
+UPSTREAM_ERRORS = "deployguard_upstream_errors_total"
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +107,16 @@ async def test_signed_with_trusted_key_is_allowed_by_the_signature_rule(
 ) -> None:
     digest = push_signed_image(registry, "shop/signed", "v1", tmp_path, keys["release"])
     settings = release_settings(registry.host, keys)
+    deltas = CounterDeltas()
     outcome = await review(engine, settings, f"{registry.host}/shop/signed@{digest}")
     assert signature_findings(outcome) == []
     fact = outcome.policy_input["facts"]["images"]["by_image"][f"{registry.host}/shop/signed@{digest}"]  # type: ignore[index]
     assert fact["policies"][0]["verified"] == ["release"]
+    # The .sig manifest and its simple-signing layer, labelled with the registry host only.
+    assert deltas(ROUND_TRIPS, registry=registry.host, operation="signature", result="ok") >= 2
+    assert deltas(ROUND_TRIPS, result="error") == 0 and deltas(UPSTREAM_ERRORS, upstream="registry") == 0
+    assert deltas(VERIFICATIONS, result="verified") == 1 and deltas(VERIFICATIONS) == 1
+    assert deltas(CACHE, cache="image_verdict", result="miss") == 1
 
 
 async def test_signed_with_another_key_is_denied_naming_the_expected_authority(
@@ -111,7 +124,9 @@ async def test_signed_with_another_key_is_denied_naming_the_expected_authority(
 ) -> None:
     digest = push_signed_image(registry, "shop/other", "v1", tmp_path, keys["other"])
     settings = release_settings(registry.host, keys)
+    deltas = CounterDeltas()
     outcome = await review(engine, settings, f"{registry.host}/shop/other@{digest}")
+    assert deltas(VERIFICATIONS, result="failed") == 1 and deltas(VERIFICATIONS) == 1
     assert not outcome.decision.allowed
     [message] = signature_findings(outcome)
     assert "0 of 1 required signatures verified; release: no signature verifies with this key (1 found)" in message
@@ -124,8 +139,13 @@ async def test_unsigned_is_denied(
 ) -> None:
     digest = push_image(registry, "shop/unsigned", "v1", tmp_path)
     settings = release_settings(registry.host, keys)
+    deltas = CounterDeltas()
     outcome = await review(engine, settings, f"{registry.host}/shop/unsigned@{digest}")
     assert not outcome.decision.allowed
+    assert deltas(VERIFICATIONS, result="unsigned") == 1 and deltas(VERIFICATIONS) == 1
+    # The registry's 404 for the .sig tag is an answer, not a registry failure.
+    assert deltas(ROUND_TRIPS, registry=registry.host, operation="signature", result="ok") == 1
+    assert deltas(ROUND_TRIPS, result="error") == 0
     [message] = signature_findings(outcome)
     assert message.endswith("release: no cosign signature found")
 
@@ -197,9 +217,15 @@ async def test_registry_unreachable_is_denied_with_could_not_verify(
 ) -> None:
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings = release_settings(host, keys)
+    deltas = CounterDeltas()
     outcome = await review(engine, settings, f"{host}/shop/app@sha256:{'a' * 64}")
     [message] = signature_findings(outcome)
     assert f"could not verify its signature for image policy shop: registry {host} is unreachable" in message
+    # Tried twice (retries: 1), both failed round trips and upstream errors; no verdict but "error".
+    assert deltas(ROUND_TRIPS, registry=host, operation="signature", result="error") == 2
+    assert deltas(ROUND_TRIPS, registry=host, result="ok") == 0
+    assert deltas(UPSTREAM_ERRORS, upstream="registry") == 2
+    assert deltas(VERIFICATIONS, result="error") == 1 and deltas(VERIFICATIONS) == 1
 
 
 @pytest.fixture
@@ -374,14 +400,67 @@ async def test_concurrent_requests_share_one_verification(
     settings = release_settings(registry.host, keys)
     gatherer = ImageFacts(settings, budget_seconds=10)
     image = f"{registry.host}/shop/flight@{digest}"
+    deltas = CounterDeltas()
     try:
         results = await asyncio.gather(*(gatherer.facts_for([image]) for _ in range(20)))
         assert all(r[image]["policies"][0]["verified"] == ["release"] for r in results)
         assert gatherer.flights.calls == 1
+        assert deltas(CACHE, cache="image_verdict", result="miss") == 20  # all asked before the first answer
         await gatherer.facts_for([image])  # warm: from the cache, no new call
         assert gatherer.flights.calls == 1
+        assert deltas(CACHE, cache="image_verdict", result="hit") == 1
+        assert deltas(VERIFICATIONS, result="verified") == 1  # one verification served all 21
     finally:
         await gatherer.client.aclose()
+
+
+async def test_a_repeated_tag_lookup_is_a_cache_hit_and_no_round_trip(
+    registry: LocalRegistry, keys: dict[str, Any], tmp_path: Path
+) -> None:
+    push_signed_image(registry, "shop/tagged", "v1", tmp_path, keys["release"])
+    settings = replace(release_settings(registry.host, keys), tag_cache_ttl_seconds=60.0)
+    gatherer = ImageFacts(settings, budget_seconds=10)
+    image = f"{registry.host}/shop/tagged:v1"
+    try:
+        deltas = CounterDeltas()
+        first = await gatherer.facts_for([image])
+        assert first[image]["policies"][0]["verified"] == ["release"]
+        assert deltas(CACHE, cache="image_tag", result="miss") == 1
+        resolves = deltas(ROUND_TRIPS, registry=registry.host, operation="resolve", result="ok")
+        assert resolves >= 1
+        second = await gatherer.facts_for([image])
+        assert second[image]["digest"] == first[image]["digest"]
+        assert deltas(CACHE, cache="image_tag", result="hit") == 1
+        assert deltas(CACHE, cache="image_verdict", result="hit") == 1
+        assert deltas(ROUND_TRIPS, registry=registry.host, operation="resolve") == resolves
+    finally:
+        await gatherer.client.aclose()
+
+
+async def test_a_registry_answering_503_counts_failed_round_trips(
+    registry: LocalRegistry, keys: dict[str, Any], tmp_path: Path
+) -> None:
+    digest = push_signed_image(registry, "shop/flaky", "v1", tmp_path, keys["release"])
+    host, port = registry.host.split(":")
+    proxy = FaultProxy(host, int(port), free_port())  # the registry, behind a proxy that answers 503
+    await proxy.start()
+    await proxy.set_mode("error")
+    gatherer = ImageFacts(release_settings(proxy.host, keys), budget_seconds=10)
+    image = f"{proxy.host}/shop/flaky@{digest}"
+    try:
+        deltas = CounterDeltas()
+        fact = (await gatherer.facts_for([image]))[image]
+        assert fact["status"] == "unknown" and "answered HTTP 503" in fact["error"]
+        assert deltas(ROUND_TRIPS, registry=proxy.host, operation="signature", result="error") == 2  # retried once
+        assert deltas(UPSTREAM_ERRORS, upstream="registry") == 2
+        assert deltas(VERIFICATIONS, result="error") == 1
+        await proxy.set_mode("pass")
+        again = (await gatherer.facts_for([image]))[image]  # the failure is cached briefly: not asked again
+        assert again["status"] == "unknown" and deltas(CACHE, cache="image_verdict", result="hit") == 1
+        assert deltas(ROUND_TRIPS, registry=proxy.host, result="ok") == 0
+    finally:
+        await gatherer.client.aclose()
+        await proxy.close()
 
 
 def test_image_inspect_cli_reports_digest_and_verdicts(

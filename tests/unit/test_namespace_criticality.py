@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests import factories
+from tests.counters import CounterDeltas
 from webhook.admission import parse_review
 from webhook.config import ChangeSettings
 from webhook.facts import runs_inline
@@ -66,6 +67,7 @@ async def test_the_namespace_label_raises_the_change_fact_and_is_then_cached() -
     kube = Namespaces({"payments": {LABEL: "critical"}, "shop": {}})
     gatherer = ChangeGatherer(ChangeSettings(), WorkloadKinds.with_custom(), namespaces=NamespaceLabels(kube))
     subject = _subject("payments", {LABEL: "low"})
+    deltas = CounterDeltas()
 
     assert gatherer.needs_io(subject) and not runs_inline(gatherer, subject)
     facts = await gatherer.gather(subject)
@@ -76,15 +78,23 @@ async def test_the_namespace_label_raises_the_change_fact_and_is_then_cached() -
 
     shop = await gatherer.gather(_subject("shop", {LABEL: "high"}))
     assert shop["criticality"] == "high" and shop["namespace_criticality"] == ""
+    # needs_io only peeks; each gather is one lookup: payments (miss, hit), shop (miss).
+    assert deltas("deployguard_cache_requests_total", cache="namespace_labels", result="miss") == 2
+    assert deltas("deployguard_cache_requests_total", cache="namespace_labels", result="hit") == 1
 
 
 async def test_an_unreadable_namespace_is_unknown_and_the_workload_label_still_counts() -> None:
     kube = Namespaces({})
     kube.down = True
     gatherer = ChangeGatherer(ChangeSettings(), WorkloadKinds.with_custom(), namespaces=NamespaceLabels(kube))
+    deltas = CounterDeltas()
     facts = await gatherer.gather(_subject("payments", {LABEL: "high"}))
     assert facts["status"] == "ok" and facts["criticality"] == "high"
     assert facts["namespace_criticality"] == "unknown"
+    assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") == 1
+    kube.down = False  # up, but no such namespace: an answer, not an upstream error
+    await gatherer.gather(_subject("payments", {LABEL: "high"}))
+    assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") == 1
 
 
 async def test_without_a_kubernetes_api_nothing_is_read_and_everything_runs_inline() -> None:

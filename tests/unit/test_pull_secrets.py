@@ -10,8 +10,9 @@ import base64
 import json
 from typing import Any
 
+from tests.counters import CounterDeltas
 from webhook.config import RegistrySettings
-from webhook.kube_api import KubeApi, KubeApiError
+from webhook.kube_api import KubeApi, KubeApiError, NotFound
 from webhook.trust.pull_secrets import PullSecretCredentials, PullSecretRefs, credentials_from_secret, pull_secret_refs
 from webhook.trust.registry import Credentials, RegistryClient
 
@@ -26,16 +27,19 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 class FakeKube:
-    """Objects by API path; records every read."""
+    """Objects by API path; records every read. ``down``: every read fails as an unreachable API's would."""
 
     def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
         self.objects = objects
         self.paths: list[str] = []
+        self.down = False
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         self.paths.append(path)
+        if self.down:
+            raise KubeApiError("Kubernetes API unreachable")
         if path not in self.objects:
-            raise KubeApiError(f"GET {path}: HTTP 404")
+            raise NotFound(f"GET {path}: not found")
         return self.objects[path]
 
 
@@ -96,13 +100,25 @@ async def test_secrets_are_cached_briefly() -> None:
     clock = [0.0]
     creds = source(kube, clock)
     refs = PullSecretRefs("shop", ("s",), "default")
+    deltas = CounterDeltas()
     for _ in range(3):
         assert await creds.credentials(refs) == {"reg.example": Credentials("u", "p")}
     assert creds.reads == 2  # the service account (absent) and the secret, once each
+    assert deltas("deployguard_cache_requests_total", cache="pull_secret", result="miss") == 2
+    assert deltas("deployguard_cache_requests_total", cache="pull_secret", result="hit") == 4
+    assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") == 0  # absent is not an error
     clock[0] = 31.0
     kube.objects.clear()  # the secret was deleted; seen after the TTL
     assert await creds.credentials(refs) == {}
     assert creds.reads == 4
+
+
+async def test_an_unreachable_api_is_an_upstream_error_and_no_credentials() -> None:
+    kube = FakeKube({})
+    kube.down = True
+    deltas = CounterDeltas()
+    assert await source(kube).credentials(PullSecretRefs("shop", ("s",), "default")) == {}
+    assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") == 2  # service account, secret
 
 
 async def test_request_credentials_change_the_cache_identity_not_the_shared_client() -> None:

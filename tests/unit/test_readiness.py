@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from tests.counters import CounterDeltas
 from tests.unit.conftest import CapturedLog
 from webhook.config import AdmissionSettings, PolicySettings
 from webhook.facts.windows import WindowsGatherer
@@ -52,6 +53,7 @@ def test_kube_calendar_counts_a_failed_first_list_as_listed(tmp_path: Path) -> N
     the failure is reported as a stale calendar instead (the policy decides)."""
     source = KubeCalendarSource(tmp_path / "no-such-kubeconfig", resync_seconds=1, stale_after_seconds=0)
     assert not source.listed()
+    deltas = CounterDeltas()
     source.start()
     try:
         for _ in range(200):
@@ -60,5 +62,41 @@ def test_kube_calendar_counts_a_failed_first_list_as_listed(tmp_path: Path) -> N
             time.sleep(0.05)
         assert source.listed()
         assert any("stale" in p.message for p in source.snapshot().problems)
+        # Counted from the watch threads: at least one failed list per kind.
+        assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") >= 4
+    finally:
+        source.stop()
+
+
+class _NoCrdApi:
+    """The API server's answer while the CRDs are not installed: 404 on every list."""
+
+    class Missing(Exception):
+        status, reason = 404, "Not Found"
+
+    def list_cluster_custom_object(self, *_args: object, **_kwargs: object) -> object:
+        raise self.Missing()
+
+
+def test_a_missing_crd_is_reported_but_not_counted_as_an_upstream_error(tmp_path: Path) -> None:
+    """Retried every few seconds, a missing CRD counted as an outage would hold the
+    DeployguardUpstreamErrors alert on; it is set-up, and the calendar says so."""
+
+    class NoCrds(KubeCalendarSource):
+        def _api(self) -> object:
+            return _NoCrdApi()
+
+    source = NoCrds(tmp_path / "kubeconfig", resync_seconds=1, stale_after_seconds=0)
+    deltas = CounterDeltas()
+    source.start()
+    try:
+        for _ in range(200):
+            if source.listed():
+                break
+            time.sleep(0.05)
+        time.sleep(0.6)  # a retry or two after the first failure
+        assert source.listed()
+        assert any("CRD is not installed" in p.message for p in source.snapshot().problems)
+        assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") == 0
     finally:
         source.stop()

@@ -17,8 +17,11 @@ from typing import Any
 from webhook.config import BudgetSettings
 from webhook.governance.prometheus import Prometheus, PrometheusError
 from webhook.governance.slo import Slo, budget_facts, error_ratio
+from webhook.observe.io_counters import CacheCounter
 from webhook.policy_input import Subject
 from webhook.workloads import metadata
+
+_CACHE = CacheCounter("budget")
 
 
 def _clean(text: str) -> str:
@@ -44,7 +47,9 @@ class BudgetReader:
         """The fact of one SLO, from the cache when it is fresh."""
         cached = self._cache.get(slo.name)
         if cached is not None and self._clock() - cached[0] < self._ttl:
+            _CACHE(True)
             return cached[1]
+        _CACHE(False)
         windows = tuple(dict.fromkeys((slo.window, *slo.burn_windows)))
         try:
             values = await asyncio.gather(*(self._ratio(slo, w) for w in windows))

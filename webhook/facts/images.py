@@ -22,6 +22,7 @@ from typing import Any
 
 from webhook.config import ImagePolicy, ImageSettings, SigningAuthority
 from webhook.images import ImageReference, parse_image
+from webhook.observe.io_counters import CacheCounter, signature_verification
 from webhook.policy_input import Subject
 from webhook.trust.pull_secrets import PullSecretCredentials, pull_secret_refs
 from webhook.trust.registry import RegistryClient, RegistryError
@@ -29,6 +30,9 @@ from webhook.trust.signatures import AuthorityResult, SigstoreVerifier, verify_d
 from webhook.workloads import ChangeType
 
 Clock = Callable[[], float]
+
+_TAG_CACHE = CacheCounter("image_tag")
+_VERDICT_CACHE = CacheCounter("image_verdict")
 
 
 class TtlCache:
@@ -214,6 +218,7 @@ class ImageFacts:
         client = client or self.client
         key = ("tag", ref.name, ref.tag, client.identity(ref.registry))
         cached = self.tags.get(key)
+        _TAG_CACHE(cached is not None)
         if cached is not None:
             return str(cached)
 
@@ -238,6 +243,7 @@ class ImageFacts:
         client = client or self.client
         key = ("verdict", ref.name, digest, authorities, client.identity(ref.registry))
         cached = self.verdicts.get(key)
+        _VERDICT_CACHE(cached is not None)  # a cached registry failure is a hit too
         if isinstance(cached, RegistryError):
             raise cached
         if cached is not None:
@@ -251,8 +257,12 @@ class ImageFacts:
                     )
             except RegistryError as exc:
                 self.verdicts.put(key, exc, self.settings.negative_cache_ttl_seconds)
+                for _ in authorities:
+                    signature_verification("error")
                 raise
             self.verdicts.put(key, tuple(results), self.settings.cache_ttl_seconds)
+            for result in results:
+                signature_verification(result.outcome)
             return results
 
         return list(await self.flights.do(key, call))

@@ -19,6 +19,7 @@ from typing import Any
 
 from webhook.governance.calendar_sources import Problem, Snapshot, parse_items
 from webhook.kube_client import api_client
+from webhook.observe.io_counters import upstream_error_from_thread
 
 log = logging.getLogger("deployguard.windows")
 
@@ -136,6 +137,8 @@ class KubeCalendarSource:
                 backoff = 0.5
                 self._watch(api, resource, version)
             except Exception as exc:  # any client error: keep the last snapshot, retry
+                if getattr(exc, "status", None) != 404:  # a missing CRD is set-up, reported as such, not an outage
+                    upstream_error_from_thread("kubernetes")  # the watch's thread, not the event loop's
                 message = _describe(exc)
                 with self._lock:
                     changed = self._errors.get(resource.kind) != message

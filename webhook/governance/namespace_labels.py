@@ -13,7 +13,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
-from webhook.kube_api import KubeApi
+from webhook.kube_api import KubeApi, KubeApiError, NotFound
+from webhook.observe.io_counters import CacheCounter, upstream_error
+
+_CACHE = CacheCounter("namespace_labels")
 
 
 class NamespaceLabels:
@@ -40,6 +43,7 @@ class NamespaceLabels:
     async def labels(self, namespace: str) -> Mapping[str, str]:
         """The namespace's labels; KubeApiError when the API cannot say."""
         found = self.cached(namespace)
+        _CACHE(found is not None)
         if found is not None:
             return found
         pending = self._inflight.get(namespace)
@@ -50,7 +54,12 @@ class NamespaceLabels:
         return await asyncio.shield(pending)
 
     async def _fetch(self, namespace: str) -> Mapping[str, str]:
-        obj = await self._kube.get(f"/api/v1/namespaces/{namespace}")
+        try:
+            obj = await self._kube.get(f"/api/v1/namespaces/{namespace}")
+        except KubeApiError as exc:
+            if not isinstance(exc, NotFound):
+                upstream_error("kubernetes")
+            raise
         raw = (obj.get("metadata") or {}).get("labels") or {}
         labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
         self._entries[namespace] = (self._clock(), labels)

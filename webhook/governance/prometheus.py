@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from webhook.errors import DeployguardError
+from webhook.observe.io_counters import upstream_error
 
 
 class PrometheusError(DeployguardError):
@@ -22,7 +23,17 @@ class Prometheus:
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
     async def scalar(self, query: str) -> float | None:
-        """The query's single value; None when it returns no series (no data) or NaN."""
+        """The query's single value; None when it returns no series (no data) or NaN.
+
+        Every query that fails counts as an upstream error of Prometheus.
+        """
+        try:
+            return await self._scalar(query)
+        except PrometheusError:
+            upstream_error("prometheus")
+            raise
+
+    async def _scalar(self, query: str) -> float | None:
         try:
             response = await self._client.get(f"{self.url}/api/v1/query", params={"query": query})
         except httpx.HTTPError as exc:

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.kube_api import KubeApi, KubeApiError
+from webhook.kube_api import KubeApi, KubeApiError, NotFound
+from webhook.observe.io_counters import CacheCounter, upstream_error
 from webhook.trust.registry import Credentials, credentials_from_auths
 
 log = logging.getLogger("deployguard.pull_secrets")
@@ -28,6 +29,7 @@ log = logging.getLogger("deployguard.pull_secrets")
 # A Kubernetes object name (DNS subdomain); anything else never reaches a URL path.
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _MAX_SECRETS = 16  # pull secrets looked at per request
+_CACHE = CacheCounter("pull_secret")
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,16 @@ class PullSecretCredentials:
         """The object at ``path``, or None when it cannot be read (cached either way)."""
         entry = self._cache.get(path)
         if entry is not None and entry[0] > self._clock():
+            _CACHE(True)
             cached: dict[str, Any] | None = entry[1]
             return cached
+        _CACHE(False)
         self.reads += 1
         try:
             value: dict[str, Any] | None = await self.kube.get(path)
         except KubeApiError as exc:
+            if not isinstance(exc, NotFound):  # a missing secret is the workload's business
+                upstream_error("kubernetes")
             log.warning("cannot read %s for image pull credentials: %s", path, exc)
             value = None
         if len(self._cache) >= 4096:

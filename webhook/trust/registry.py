@@ -20,13 +20,14 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
 from webhook.config import RegistrySettings
 from webhook.errors import DeployguardError
+from webhook.observe.io_counters import RegistryRequests
 from webhook.trust.registry_transport import REFUSED, Resolver, host_port_forms, pinned_transport, system_resolve
 from webhook.trust.registry_transport import is_internal_address as _internal
 
@@ -42,6 +43,18 @@ DOCKER_HUB_API = "registry-1.docker.io"  # where "docker.io" images are served f
 _MAX_REDIRECTS = 3
 _NO_CREDENTIALS = "none in imagePullSecrets, the service account or images.registry.docker_config"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+Operation = Literal["resolve", "signature", "token", "manifest", "blob", "referrers"]
+"""The ``operation`` label of registry round trips: what the caller wanted (a fixed few)."""
+
+
+def round_trip_ok(status: int) -> bool:
+    """Whether an HTTP answer counts as a working registry: anything but 429 and 5xx.
+
+    401 (a challenge), 404 (an unsigned image's ``.sig`` tag) and other 4xx are answers
+    the client acts on; rate limiting and server errors are the registry failing.
+    """
+    return status != 429 and status < 500
 
 
 class RegistryError(DeployguardError):
@@ -133,6 +146,8 @@ class RegistryClient:
         self.settings = settings
         self._resolve = resolve
         self._credentials = dict(credentials if credentials is not None else load_docker_config(settings.docker_config))
+        configured = (*settings.allowed_registries, *settings.private_registries, *settings.plain_http_registries)
+        self._round_trips = RegistryRequests((*configured, *self._credentials))  # shared by credential views
         verify: ssl.SSLContext | bool = True
         if settings.ca_bundle is not None:
             context = ssl.create_default_context()
@@ -205,7 +220,7 @@ class RegistryClient:
     # ---- HTTP with auth, retries, redirects and size caps ---------------------------
 
     async def _request(
-        self, method: str, registry: str, path: str, *, accept: str = "", limit: int, scope: str
+        self, method: str, registry: str, path: str, *, accept: str = "", limit: int, scope: str, operation: Operation
     ) -> httpx.Response:
         host = DOCKER_HUB_API if registry == "docker.io" else registry
         url = f"{self._scheme(registry)}://{host}{path}"
@@ -213,7 +228,9 @@ class RegistryClient:
         last: Exception | None = None
         for attempt in range(attempts):
             try:
-                return await self._send(method, registry, url, accept=accept, limit=limit, scope=scope)
+                return await self._send(
+                    method, registry, url, accept=accept, limit=limit, scope=scope, operation=operation
+                )
             except RegistryError as exc:
                 if not getattr(exc, "retry", False) or attempt == attempts - 1:
                     raise
@@ -222,7 +239,7 @@ class RegistryClient:
         raise RegistryError(str(last))  # pragma: no cover - the loop returns or raises
 
     async def _send(
-        self, method: str, registry: str, url: str, *, accept: str, limit: int, scope: str
+        self, method: str, registry: str, url: str, *, accept: str, limit: int, scope: str, operation: Operation
     ) -> httpx.Response:
         authorized = False
         for _ in range(_MAX_REDIRECTS + 2):
@@ -231,7 +248,7 @@ class RegistryClient:
             auth = self._authorization(registry, scope)
             if auth:
                 headers["Authorization"] = auth
-            response = await self._fetch(method, registry, url, headers, limit)
+            response = await self._fetch(method, registry, url, headers, limit, operation)
             if response.status_code == 401 and not authorized:
                 authorized = True
                 await self._authenticate(registry, scope, response.headers.get("www-authenticate", ""))
@@ -258,7 +275,23 @@ class RegistryClient:
             return response
         raise RegistryError(f"registry {registry}: too many redirects or authentication rounds")
 
-    async def _fetch(self, method: str, registry: str, url: str, headers: dict[str, str], limit: int) -> httpx.Response:
+    async def _fetch(
+        self, method: str, registry: str, url: str, headers: dict[str, str], limit: int, operation: Operation
+    ) -> httpx.Response:
+        """One round trip, counted (a connection refused by the guard was never sent: not counted)."""
+        try:
+            response = await self._exchange(method, registry, url, headers, limit)
+        except RefusedAddress:
+            raise
+        except RegistryError:
+            self._round_trips(registry, operation, ok=False)
+            raise
+        self._round_trips(registry, operation, ok=round_trip_ok(response.status_code))
+        return response
+
+    async def _exchange(
+        self, method: str, registry: str, url: str, headers: dict[str, str], limit: int
+    ) -> httpx.Response:
         try:
             async with self._http.stream(method, url, headers=headers) as response:
                 declared = response.headers.get("content-length")
@@ -313,7 +346,7 @@ class RegistryClient:
         if creds is not None:
             raw = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             headers["Authorization"] = f"Basic {raw}"
-        response = await self._fetch("GET", registry, realm, headers, 64 * 1024)
+        response = await self._fetch("GET", registry, realm, headers, 64 * 1024, "token")
         if response.status_code == 401:
             reason = "rejected the credentials" if creds is not None else f"requires credentials ({_NO_CREDENTIALS})"
             raise RegistryError(f"registry {registry}: token service {reason}")
@@ -334,14 +367,22 @@ class RegistryClient:
         """The digest a tag (or digest) names now, by HEAD (GET when HEAD gives no digest)."""
         scope = f"repository:{repository}:pull"
         response = await self._request(
-            "HEAD", registry, f"/v2/{repository}/manifests/{reference}", accept=_ACCEPT, limit=0, scope=scope
+            "HEAD",
+            registry,
+            f"/v2/{repository}/manifests/{reference}",
+            accept=_ACCEPT,
+            limit=0,
+            scope=scope,
+            operation="resolve",
         )
         digest = str(response.headers.get("docker-content-digest", ""))
         if re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
             return digest
-        return (await self.manifest(registry, repository, reference)).digest
+        return (await self.manifest(registry, repository, reference, operation="resolve")).digest
 
-    async def manifest(self, registry: str, repository: str, reference: str) -> Manifest:
+    async def manifest(
+        self, registry: str, repository: str, reference: str, *, operation: Operation = "manifest"
+    ) -> Manifest:
         """GET a manifest; checks media type, JSON shape and (for digest references) the digest."""
         scope = f"repository:{repository}:pull"
         response = await self._request(
@@ -351,6 +392,7 @@ class RegistryClient:
             accept=_ACCEPT,
             limit=self.settings.max_manifest_bytes,
             scope=scope,
+            operation=operation,
         )
         body = response.content
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -369,7 +411,7 @@ class RegistryClient:
             )
         return Manifest(digest=digest, media_type=media_type, body=body, document=document)
 
-    async def blob(self, registry: str, repository: str, digest: str) -> bytes:
+    async def blob(self, registry: str, repository: str, digest: str, *, operation: Operation = "blob") -> bytes:
         """GET a blob (following redirects through the guard) and check its digest."""
         if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
             raise RegistryError(f"registry {registry}: blob digest {digest!r} is not a sha256 digest")
@@ -379,13 +421,20 @@ class RegistryClient:
             f"/v2/{repository}/blobs/{digest}",
             limit=self.settings.max_blob_bytes,
             scope=f"repository:{repository}:pull",
+            operation=operation,
         )
         if "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
             raise RegistryError(f"registry {registry}: blob {digest} does not match its digest")
         return response.content
 
     async def referrers(
-        self, registry: str, repository: str, digest: str, artifact_type: str = ""
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        artifact_type: str = "",
+        *,
+        operation: Operation = "referrers",
     ) -> list[dict[str, Any]]:
         """Descriptors referring to ``digest``: the referrers API, else the ``sha256-<hex>`` tag index."""
         query = f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else ""
@@ -398,11 +447,13 @@ class RegistryClient:
                 accept=OCI_INDEX,
                 limit=self.settings.max_manifest_bytes,
                 scope=scope,
+                operation=operation,
             )
             index = json.loads(response.content)
         except NotFound:
             try:
-                index = (await self.manifest(registry, repository, digest.replace(":", "-"))).document
+                tag = digest.replace(":", "-")
+                index = (await self.manifest(registry, repository, tag, operation=operation)).document
             except NotFound:
                 return []
         except ValueError:

@@ -18,10 +18,10 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -52,6 +52,13 @@ class AuthorityResult:
     authority: str
     verified: bool
     reason: str = ""
+    unsigned: bool = field(default=False, compare=False)  # no signature of the authority's kind at all
+
+    @property
+    def outcome(self) -> Literal["verified", "failed", "unsigned"]:
+        """The label of ``deployguard_signature_verifications_total``: an unsigned image is
+        not a failed check (nothing was tampered with, nobody signed it)."""
+        return "verified" if self.verified else "unsigned" if self.unsigned else "failed"
 
     def as_fact(self) -> dict[str, Any]:
         return {"name": self.authority, "verified": self.verified, "reason": self.reason}
@@ -134,7 +141,7 @@ async def classic_signatures(
 ) -> list[ClassicSignature]:
     """The simple-signing layers at ``sha256-<hex>.sig``; none when the tag does not exist."""
     try:
-        manifest = await client.manifest(registry, repository, digest.replace(":", "-") + ".sig")
+        manifest = await client.manifest(registry, repository, digest.replace(":", "-") + ".sig", operation="signature")
     except NotFound:
         return []
     layers = manifest.document.get("layers")
@@ -152,7 +159,7 @@ async def classic_signatures(
             signature = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             continue
-        payload = await client.blob(registry, repository, str(layer.get("digest", "")))
+        payload = await client.blob(registry, repository, str(layer.get("digest", "")), operation="signature")
         out.append(ClassicSignature(payload=payload, signature=signature))
     return out
 
@@ -160,13 +167,14 @@ async def classic_signatures(
 async def referrer_bundles(client: RegistryClient, registry: str, repository: str, digest: str) -> list[bytes]:
     """Sigstore bundles attached to ``digest`` as OCI referrers (each manifest's first layer)."""
     bundles = []
-    for descriptor in (await client.referrers(registry, repository, digest))[:_MAX_SIGNATURES]:
+    for descriptor in (await client.referrers(registry, repository, digest, operation="signature"))[:_MAX_SIGNATURES]:
         if descriptor.get("artifactType") not in BUNDLE_ARTIFACT_TYPES:
             continue
-        manifest = await client.manifest(registry, repository, str(descriptor.get("digest", "")))
+        manifest = await client.manifest(registry, repository, str(descriptor.get("digest", "")), operation="signature")
         layers = manifest.document.get("layers")
         if isinstance(layers, list) and layers and isinstance(layers[0], dict):
-            bundles.append(await client.blob(registry, repository, str(layers[0].get("digest", ""))))
+            layer = str(layers[0].get("digest", ""))
+            bundles.append(await client.blob(registry, repository, layer, operation="signature"))
     return bundles
 
 
@@ -299,14 +307,17 @@ async def verify_digest(
     classic: list[ClassicSignature] | None = None
     bundles: list[bytes] | None = None
     for authority in authorities:
+        unsigned = False
         try:
             if authority.key is not None:
                 if classic is None:
                     classic = await classic_signatures(client, registry, repository, digest)
+                unsigned = not classic
                 reason = check_classic(load_public_key(authority.key), classic, digest)
             else:
                 if bundles is None:
                     bundles = await referrer_bundles(client, registry, repository, digest)
+                unsigned = not bundles
                 reason = "no Sigstore bundle found" if not bundles else ""
                 for bundle in bundles:
                     reason = sigstore.check(bundle, digest, authority)
@@ -315,6 +326,6 @@ async def verify_digest(
         except (SignatureError, RegistryError) as exc:
             if isinstance(exc, RegistryError):
                 raise
-            reason = str(exc)
-        results.append(AuthorityResult(authority.name, not reason, reason))
+            reason, unsigned = str(exc), False
+        results.append(AuthorityResult(authority.name, not reason, reason, unsigned=unsigned))
     return results
