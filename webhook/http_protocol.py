@@ -11,7 +11,9 @@ A connection also answers at most ``max_requests`` requests: the last answer say
 ``connection: close``, and the client's next connection may land on another worker
 (SO_REUSEPORT hashes new connections) or replica. An API server under steady load
 keeps reusing a handful of connections, which would otherwise pin all of its
-admission traffic to one worker for as long as the load lasts.
+admission traffic to one worker for as long as the load lasts. With several workers,
+a worker holding more than its share of the connections closes one the same way (see
+``webhook.connection_share``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from webhook.connection_share import ConnectionShare
 
 
 class CoalescingTransport:
@@ -69,21 +73,39 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """``uvicorn.Config(http=...)``: httptools parsing, coalesced writes, rotated connections."""
+    """``uvicorn.Config(http=...)``: httptools parsing, coalesced writes, rotated and balanced connections."""
 
     max_requests = 0  # per connection; 0: no limit (see with_request_limit)
+    share: ConnectionShare | None = None  # with several workers: this worker's connection count
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.requests_seen = 0
+        self.leaving = False
+        if self.share is not None:
+            self.share.opened()
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.share is not None:
+            self.share.closed(left=self.leaving)
+        super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self.requests_seen += 1
-        if self.max_requests and self.requests_seen >= self.max_requests and self.cycle is not None:
-            self.cycle.keep_alive = False  # uvicorn then answers "connection: close" and closes
+        cycle: Any = self.cycle  # None before the first request's headers (uvicorn types it otherwise)
+        if cycle is None or self.leaving:
+            return
+        rotate = self.max_requests and self.requests_seen >= self.max_requests
+        if rotate or (self.share is not None and self.share.over_share()):
+            cycle.keep_alive = False  # uvicorn then answers "connection: close" and closes
+            self.leaving = True
+            if self.share is not None:
+                self.share.leaving()
 
 
-def with_request_limit(max_requests: int) -> type[CoalescingHttpToolsProtocol]:
-    """The protocol class for ``uvicorn.Config(http=...)`` with ``max_requests`` per connection."""
-    return type("RotatingHttpToolsProtocol", (CoalescingHttpToolsProtocol,), {"max_requests": max_requests})
+def with_request_limit(max_requests: int, share: ConnectionShare | None = None) -> type[CoalescingHttpToolsProtocol]:
+    """The protocol class for ``uvicorn.Config(http=...)``: ``max_requests`` per connection,
+    and with ``share`` (several workers) no more than this worker's share of connections."""
+    attributes = {"max_requests": max_requests, "share": share}
+    return type("RotatingHttpToolsProtocol", (CoalescingHttpToolsProtocol,), attributes)

@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from webhook.config import Settings
+from webhook.connection_share import ConnectionShare
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_committers, build_gatherers
@@ -60,14 +61,19 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return uvloop.new_event_loop
 
 
-def serve_forever(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+def serve_forever(
+    settings: Settings, sockets: list[socket.socket] | None = None, share: ConnectionShare | None = None
+) -> None:
     """Run ``run_server`` to the end on the configured event loop (``serve`` and each worker)."""
     with asyncio.Runner(loop_factory=event_loop_factory(settings.server.event_loop)) as runner:
-        runner.run(run_server(settings, sockets))
+        runner.run(run_server(settings, sockets, share))
 
 
-async def run_server(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
-    """Serve until cancelled or signalled; on ``sockets`` when given (``--workers``)."""
+async def run_server(
+    settings: Settings, sockets: list[socket.socket] | None = None, share: ConnectionShare | None = None
+) -> None:
+    """Serve until cancelled or signalled; on ``sockets`` when given (``--workers``), keeping to
+    ``share`` of the workers' connections when given."""
     engine = make_engine(settings.policy)
     directory = settings.policy.directory or default_policy_dir()
     store = PolicyStore(directory, engine, interval=settings.policy.reload_interval_seconds)
@@ -128,7 +134,7 @@ async def run_server(settings: Settings, sockets: list[socket.socket] | None = N
         ssl_ca_certs=str(server_cfg.client_ca_file) if server_cfg.client_ca_file else None,
         ssl_cert_reqs=ssl.CERT_REQUIRED if server_cfg.client_ca_file else ssl.CERT_NONE,
         # head and body of an answer in one TLS record and one send; connections rotated
-        http=with_request_limit(server_cfg.max_requests_per_connection),
+        http=with_request_limit(server_cfg.max_requests_per_connection, share),
         log_level="warning",
         access_log=False,
         lifespan="on",

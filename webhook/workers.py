@@ -4,7 +4,9 @@ Python runs one decision at a time per process, so a second core needs a second
 process. Each worker is a full ``run_server`` (its own engine, policy store,
 certificate reloader, decision memo) on its own ``SO_REUSEPORT`` socket: the kernel
 spreads connections across the workers' sockets, which balances better than
-processes racing to accept on one shared socket. The parent only supervises: it
+processes racing to accept on one shared socket, and a worker holding more than its
+share of the connections closes one after its next answer (``webhook.connection_share``:
+the kernel's hash is blind to load). The parent only supervises: it
 starts the workers, forwards SIGTERM/SIGINT so each drains its in-flight requests
 (uvicorn's graceful shutdown), and stops them all when one dies (the pod restarts,
 rather than serving on fewer cores unnoticed).
@@ -26,11 +28,13 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import MutableSequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
 from webhook.config import Settings
+from webhook.connection_share import ConnectionShare
 from webhook.errors import ConfigError
 
 log = logging.getLogger("deployguard.workers")
@@ -59,7 +63,7 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker_main(settings: Settings, index: int) -> None:
+def _worker_main(settings: Settings, index: int, connections: MutableSequence[int]) -> None:
     """Entry point of one worker process (spawned: a fresh interpreter, no inherited threads)."""
     from webhook.serve import serve_forever
 
@@ -68,7 +72,7 @@ def _worker_main(settings: Settings, index: int) -> None:
     )
     sock = reuseport_socket(settings.server.host, settings.server.port)
     with contextlib.suppress(KeyboardInterrupt):
-        serve_forever(settings, sockets=[sock])
+        serve_forever(settings, sockets=[sock], share=ConnectionShare(connections, index))
 
 
 def _prepare_metrics_dir() -> Path | None:
@@ -95,6 +99,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
     owned_metrics_dir = _prepare_metrics_dir()
     context = multiprocessing.get_context("spawn")
     children: list[BaseProcess] = []
+    connections = context.Array("i", workers, lock=False)  # open connections per worker (shared memory)
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -106,7 +111,9 @@ def serve_workers(settings: Settings, workers: int) -> int:
     exit_code = 0
     try:
         for index in range(workers):
-            child = context.Process(target=_worker_main, args=(settings, index), name=f"deployguard-w{index}")
+            child = context.Process(
+                target=_worker_main, args=(settings, index, connections), name=f"deployguard-w{index}"
+            )
             child.start()
             children.append(child)
         log.info("deployguard: %d workers on %s:%d", workers, settings.server.host, settings.server.port)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import http.client
 import json
 import os
 import re
@@ -126,18 +128,49 @@ def test_every_worker_answers_probes_on_the_probe_port(workers: Workers) -> None
     assert _listening_on(workers.probe_port) == set(workers.children())
 
 
+def test_workers_even_out_their_shares_of_keep_alive_connections(workers: Workers) -> None:
+    """The kernel's hash may put 9 of 12 connections on one worker; it closes its extra ones
+    after an answer (the client reconnects and lands anywhere) until each holds 6."""
+    context = ssl.create_default_context(cafile=str(workers.ca))
+    connections = [http.client.HTTPSConnection("127.0.0.1", workers.port, context=context, timeout=10)
+                   for _ in range(12)]  # fmt: skip
+    try:
+        closes = []
+        for _ in range(100):
+            closed = 0
+            for connection in connections:
+                connection.request("GET", "/healthz")
+                response = connection.getresponse()
+                assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+                closed += response.will_close  # http.client reconnects on the next request
+            closes.append(closed)
+            if len(closes) > 1 and closed == 0:
+                break
+        assert closes[-1] == 0, f"connections still closed for balance after 100 rounds: {closes}"
+        held = _sockets_on(workers.port, "01")  # 01: ESTABLISHED, on the server's side of the port
+        assert sorted(held.get(pid, 0) for pid in workers.children()) == [6, 6], (held, closes)
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def _listening_on(port: int) -> set[int]:
-    """The pids holding a socket that listens on ``port`` (/proc/net/tcp, then each process's fds)."""
+    """The pids holding a socket that listens on ``port``."""
+    return set(_sockets_on(port, "0A"))  # 0A: LISTEN
+
+
+def _sockets_on(port: int, state: str) -> collections.Counter[int]:
+    """How many sockets with local port ``port`` in ``state`` each pid holds (/proc/net/tcp, then fds)."""
     inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
             inodes.add(f"socket:[{fields[9]}]")
-    owners = set()
+    owners: collections.Counter[int] = collections.Counter()
     for fd in Path("/proc").glob("[0-9]*/fd/*"):
         try:
             if os.readlink(fd) in inodes:
-                owners.add(int(fd.parts[2]))
+                owners[int(fd.parts[2])] += 1
         except OSError:
             continue
     return owners

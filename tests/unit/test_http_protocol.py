@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from webhook.connection_share import ConnectionShare
 from webhook.http_protocol import CoalescingTransport
 
 
@@ -69,17 +70,20 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-async def _answers(max_requests: int, requests: int) -> tuple[list[bytes], RecordingTransport]:
+async def _answers(
+    max_requests: int, requests: int, share: ConnectionShare | None = None
+) -> tuple[list[bytes], RecordingTransport]:
     """``requests`` requests, one after the other, on one keep-alive connection."""
     import uvicorn
     from uvicorn.server import ServerState
 
     from webhook.http_protocol import with_request_limit
 
-    config = uvicorn.Config(_ok, http=with_request_limit(max_requests), log_level="warning", lifespan="off")
+    config = uvicorn.Config(_ok, http=with_request_limit(max_requests, share), log_level="warning", lifespan="off")
     config.load()
     protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
     inner = RecordingTransport()
+    inner.protocol = protocol  # type: ignore[attr-defined]
     protocol.connection_made(inner)
     answers = []
     for _ in range(requests):
@@ -105,3 +109,56 @@ async def test_no_limit_keeps_the_connection_open() -> None:
     answers, transport = await _answers(max_requests=0, requests=5)
     assert len(answers) == 5 and not any(b"connection: close" in a.lower() for a in answers)
     assert not transport.closed
+
+
+def test_a_worker_is_over_its_share_from_one_connection_above_the_average() -> None:
+    def over(counts: list[int], index: int = 0) -> bool:
+        return ConnectionShare(counts, index).over_share()
+
+    assert not over([8, 8]) and not over([9, 8]) and not over([0, 0])
+    assert over([9, 7]) and over([10, 6]) and not over([7, 9])
+    assert over([4, 2, 3]) and not over([3, 3, 2]) and not over([4, 3, 3])  # 3 workers: mean 3, 3.3
+
+
+def test_a_worker_closes_just_its_excess() -> None:
+    """10/6: two connections leave (they still count in the total: their clients come back)."""
+    counts = [10, 6]
+    share = ConnectionShare(counts, 0)
+    told = 0
+    while share.over_share():
+        share.leaving()
+        told += 1
+    assert told == 2
+    share.closed(left=True)
+    assert counts == [9, 6] and not share.over_share()
+
+
+async def test_a_worker_over_its_share_closes_one_connection_after_an_answer() -> None:
+    """The client reconnects; the kernel may place the connection on the other worker."""
+    counts = [3, 2]  # this worker (slot 0) holds 3 other connections, the other worker 2
+    share = ConnectionShare(counts, 0)
+    answers, transport = await _answers(max_requests=0, requests=5, share=share)
+    assert len(answers) == 1 and b"connection: close" in answers[0].lower() and transport.closed
+    assert counts == [4, 2] and not share.over_share()  # open until it is gone, but leaving
+    transport.protocol.connection_lost(None)  # type: ignore[attr-defined]
+    assert counts == [3, 2] and not share.over_share()
+
+
+async def test_with_even_shares_connections_stay_open_and_are_counted() -> None:
+    counts = [3, 4]
+    answers, transport = await _answers(max_requests=0, requests=5, share=ConnectionShare(counts, 0))
+    assert len(answers) == 5 and not any(b"connection: close" in a.lower() for a in answers)
+    assert counts == [4, 4] and not transport.closed  # this connection is one of the 4
+    transport.protocol.connection_lost(None)  # type: ignore[attr-defined]
+    assert counts == [3, 4]
+
+
+async def test_a_rotated_connection_leaves_the_share_too() -> None:
+    """Rotation and balance close for one reason at a time: a rotating connection of an
+    over-share worker already counts as leaving."""
+    counts = [4, 4]
+    share = ConnectionShare(counts, 0)
+    answers, _ = await _answers(max_requests=2, requests=5, share=share)
+    assert [b"connection: close" in a.lower() for a in answers] == [False, True]
+    counts[1] -= 1  # the other worker loses a connection: 5/3, but one of the 5 is leaving
+    assert counts == [5, 3] and not share.over_share()
