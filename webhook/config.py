@@ -79,11 +79,15 @@ class ServerSettings:
     # signed (the API server's, configured in its AdmissionConfiguration kubeconfig); None: no client auth.
     client_ca_file: Path | None = None
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); one core each
-    # Answers per keep-alive connection; the last carries "connection: close" and the client
-    # reconnects. The kernel places the new connection on any worker (and kube-proxy on any
-    # replica): without this, an API server that reuses a few connections pins all admission
-    # traffic to one worker. 0: no limit.
-    max_requests_per_connection: int = 1000
+    # Age after which a keep-alive connection's next answer carries "connection: close": the
+    # client reconnects and kube-proxy places the new connection on any replica, so a replica
+    # added under steady load gets its share within a minute. By age, not by request count:
+    # a count makes connections churn fastest under the heaviest load, where each reconnect
+    # costs most. (Across the workers of one pod, connections are kept even regardless:
+    # webhook/connection_share.py.) 0: no limit.
+    max_connection_age_seconds: float = 60.0
+    # Answers per keep-alive connection, the same way (nginx's keepalive_requests). 0: no limit.
+    max_requests_per_connection: int = 0
     # A plain-HTTP port answering GET /healthz and /readyz only (webhook/probes.py), for the
     # kubelet's probes when client_ca_file makes the TLS port demand a client certificate.
     # 0: none.
@@ -336,6 +340,8 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(f"server.probe_port must be 0 (none) or a port other than server.port, not {probe_port}")
     if settings.server.max_requests_per_connection < 0:
         raise ConfigError("server.max_requests_per_connection must be 0 (no limit) or more")
+    if not settings.server.max_connection_age_seconds >= 0:
+        raise ConfigError("server.max_connection_age_seconds must be 0 (no limit) or more")
     if settings.policy.engine not in ("embedded", "opa"):
         raise ConfigError(f"policy.engine must be 'embedded' or 'opa', not {settings.policy.engine!r}")
     return settings

@@ -7,13 +7,12 @@ much as the first: it was a third of a warm answer's CPU. Joining the writes mad
 in one turn of the event loop (head and body are written back to back) halves that.
 The join waits at most until the end of the current loop turn, never for more data.
 
-A connection also answers at most ``max_requests`` requests: the last answer says
-``connection: close``, and the client's next connection may land on another worker
-(SO_REUSEPORT hashes new connections) or replica. An API server under steady load
-keeps reusing a handful of connections, which would otherwise pin all of its
-admission traffic to one worker for as long as the load lasts. With several workers,
-a worker holding more than its share of the connections closes one the same way (see
-``webhook.connection_share``).
+A connection also rotates: its first answer after ``max_age`` seconds (or its
+``max_requests``-th) says ``connection: close``, and the client's next connection may
+land on another replica (kube-proxy places connections, not requests). An API server
+under steady load keeps reusing a handful of connections, which would otherwise keep a
+replica added later idle. With several workers, a worker holding more than its share of
+the connections closes one the same way (see ``webhook.connection_share``).
 """
 
 from __future__ import annotations
@@ -75,12 +74,14 @@ class CoalescingTransport:
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """``uvicorn.Config(http=...)``: httptools parsing, coalesced writes, rotated and balanced connections."""
 
-    max_requests = 0  # per connection; 0: no limit (see with_request_limit)
+    max_requests = 0  # per connection; 0: no limit (see rotating_protocol)
+    max_age = 0.0  # seconds a connection is kept alive; 0: no limit
     share: ConnectionShare | None = None  # with several workers: this worker's connection count
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.requests_seen = 0
         self.leaving = False
+        self.opened_at = self.loop.time()
         if self.share is not None:
             self.share.opened()
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -96,7 +97,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         cycle: Any = self.cycle  # None before the first request's headers (uvicorn types it otherwise)
         if cycle is None or self.leaving:
             return
-        rotate = self.max_requests and self.requests_seen >= self.max_requests
+        rotate = (self.max_requests and self.requests_seen >= self.max_requests) or (
+            self.max_age and self.loop.time() - self.opened_at >= self.max_age
+        )
         if rotate or (self.share is not None and self.share.over_share()):
             cycle.keep_alive = False  # uvicorn then answers "connection: close" and closes
             self.leaving = True
@@ -104,8 +107,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self.share.leaving()
 
 
-def with_request_limit(max_requests: int, share: ConnectionShare | None = None) -> type[CoalescingHttpToolsProtocol]:
-    """The protocol class for ``uvicorn.Config(http=...)``: ``max_requests`` per connection,
-    and with ``share`` (several workers) no more than this worker's share of connections."""
-    attributes = {"max_requests": max_requests, "share": share}
+def rotating_protocol(
+    *, max_requests: int = 0, max_age: float = 0.0, share: ConnectionShare | None = None
+) -> type[CoalescingHttpToolsProtocol]:
+    """The protocol class for ``uvicorn.Config(http=...)``: connections closed after
+    ``max_requests`` answers or ``max_age`` seconds (0: no limit), and with ``share``
+    (several workers) whenever this worker holds more than its share of connections."""
+    attributes = {"max_requests": max_requests, "max_age": max_age, "share": share}
     return type("RotatingHttpToolsProtocol", (CoalescingHttpToolsProtocol,), attributes)

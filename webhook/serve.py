@@ -18,7 +18,7 @@ from webhook.connection_share import ConnectionShare
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_committers, build_gatherers
-from webhook.http_protocol import with_request_limit
+from webhook.http_protocol import rotating_protocol
 from webhook.observe.decision_log import DecisionLog
 from webhook.observe.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
@@ -134,7 +134,11 @@ async def run_server(
         ssl_ca_certs=str(server_cfg.client_ca_file) if server_cfg.client_ca_file else None,
         ssl_cert_reqs=ssl.CERT_REQUIRED if server_cfg.client_ca_file else ssl.CERT_NONE,
         # head and body of an answer in one TLS record and one send; connections rotated
-        http=with_request_limit(server_cfg.max_requests_per_connection, share),
+        http=rotating_protocol(
+            max_requests=server_cfg.max_requests_per_connection,
+            max_age=server_cfg.max_connection_age_seconds,
+            share=share,
+        ),
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -71,15 +71,16 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def _answers(
-    max_requests: int, requests: int, share: ConnectionShare | None = None
+    max_requests: int, requests: int, share: ConnectionShare | None = None, max_age: float = 0.0, pause: float = 0.0
 ) -> tuple[list[bytes], RecordingTransport]:
     """``requests`` requests, one after the other, on one keep-alive connection."""
     import uvicorn
     from uvicorn.server import ServerState
 
-    from webhook.http_protocol import with_request_limit
+    from webhook.http_protocol import rotating_protocol
 
-    config = uvicorn.Config(_ok, http=with_request_limit(max_requests, share), log_level="warning", lifespan="off")
+    http = rotating_protocol(max_requests=max_requests, max_age=max_age, share=share)
+    config = uvicorn.Config(_ok, http=http, log_level="warning", lifespan="off")
     config.load()
     protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
     inner = RecordingTransport()
@@ -94,6 +95,7 @@ async def _answers(
         for _ in range(20):  # the app task, then the coalesced write at the end of a loop turn
             await asyncio.sleep(0)
         answers.append(b"".join(inner.writes[before:]))
+        await asyncio.sleep(pause)
     return answers, inner
 
 
@@ -103,6 +105,12 @@ async def test_the_last_answer_a_connection_may_give_closes_it() -> None:
     assert len(answers) == 3 and all(a.startswith(b"HTTP/1.1 200") for a in answers)
     assert [b"connection: close" in a.lower() for a in answers] == [False, False, True]
     assert transport.closed
+
+
+async def test_the_first_answer_after_the_age_limit_closes_the_connection() -> None:
+    answers, transport = await _answers(max_requests=0, requests=5, max_age=0.2, pause=0.08)
+    assert 2 <= len(answers) <= 4 and b"connection: close" in answers[-1].lower() and transport.closed
+    assert not any(b"connection: close" in a.lower() for a in answers[:-1])
 
 
 async def test_no_limit_keeps_the_connection_open() -> None:

@@ -38,3 +38,17 @@ def test_workers_come_from_the_server_section(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("server:\n  workers: 3\n")
     assert load_settings(config).server.workers == 3
+
+
+def test_connection_rotation_settings(tmp_path: Path) -> None:
+    """By age by default (a request count churns fastest under the heaviest load); both bounded below."""
+    defaults = Settings().server
+    assert (defaults.max_connection_age_seconds, defaults.max_requests_per_connection) == (60.0, 0)
+    config = tmp_path / "config.yaml"
+    config.write_text("server:\n  max_connection_age_seconds: 300\n  max_requests_per_connection: 5000\n")
+    server = load_settings(config).server
+    assert (server.max_connection_age_seconds, server.max_requests_per_connection) == (300, 5000)
+    for bad in ("max_connection_age_seconds: -1", "max_connection_age_seconds: .nan", "max_requests_per_connection: -1"):
+        config.write_text(f"server:\n  {bad}\n")
+        with pytest.raises(ConfigError, match="0 \\(no limit\\) or more"):
+            load_settings(config)
