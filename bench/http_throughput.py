@@ -32,6 +32,7 @@ short run: look at max and at the "other" cores under the table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -61,8 +62,9 @@ local f = io.open(os.getenv("DG_BODY"), "r")
 wrk.body = f:read("*a")
 f:close()
 if os.getenv("DG_UNIQUE") == "1" then
-  -- worst case for the decision memo: every request names another workload
-  local n = 0
+  -- worst case for the decision memo: every request names another workload (DG_START: a
+  -- fresh offset per run, so a later run does not repeat, and hit, an earlier run's names)
+  local n = tonumber(os.getenv("DG_START") or "0")
   request = function()
     n = n + 1
     local body = string.gsub(wrk.body, '"name": "web"', '"name": "web-' .. n .. '"')
@@ -82,6 +84,9 @@ CLIENTS = ("vegeta", "loadgen")
 PERCENTILES = {"p50": "50th", "p90": "90th", "p95": "95th", "p99": "99th", "max": "max"}  # ours -> vegeta report's
 
 
+_STARTS = itertools.count(0, 10_000_000)  # per wrk run: names web-<start+1>, web-<start+2>, ...
+
+
 def wrk(
     url: str, body: Path, duration: int, connections: int, script: Path, unique: bool, server: int | None = None
 ) -> dict[str, float]:
@@ -91,7 +96,7 @@ def wrk(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
-        env={**os.environ, "DG_BODY": str(body), "DG_UNIQUE": str(int(unique))},
+        env={**os.environ, "DG_BODY": str(body), "DG_UNIQUE": str(int(unique)), "DG_START": str(next(_STARTS))},
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
