@@ -95,14 +95,19 @@ def main() -> int:
             os.killpg(proc.pid, signal.SIGTERM)
         shutil.rmtree(work, ignore_errors=True)
     medians = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in results.items()}
-    print(f"\nmedians of {args.rounds} rounds ({'unique' if args.unique else 'repeated'} reviews):")
+    print(f"\nmedians of {args.rounds} rounds ({'unique' if args.unique else 'repeated'} reviews); 'vs 1 worker' is the"
+          " median of each round's ratio (the two runs of a round are seconds apart: a shared host's speed drifts"
+          " less between them than across the whole run):")  # fmt: skip
     print(f"  {'conns':>5}  {'configuration':36} {'req/s':>8}  {'vs 1 worker':>11}  {'server cores':>12}  "
           f"{'wrk cores':>9}  {'per server core':>15}")  # fmt: skip
     for connections in counts:
         one = medians[(connections, "1 worker")]
+        ones = results[(connections, "1 worker")]
         for name in servers:
             m = medians[(connections, name)]
-            print(f"  {connections:>5}  {name:36} {m['rps']:8.0f}  {m['rps'] / one['rps']:10.2f}x  "
+            rounds = zip(results[(connections, name)], ones, strict=True)
+            ratio = statistics.median(r["rps"] / o["rps"] for r, o in rounds)
+            print(f"  {connections:>5}  {name:36} {m['rps']:8.0f}  {ratio:10.2f}x  "
                   f"{m['server_cores']:12.2f}  {m['client_cores']:9.2f}  {m['rps_per_server_core']:8.0f} "
                   f"({m['rps_per_server_core'] / one['rps_per_server_core']:.2f}x)")  # fmt: skip
     return 0
