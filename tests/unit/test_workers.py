@@ -48,7 +48,8 @@ def test_connection_rotation_settings(tmp_path: Path) -> None:
     config.write_text("server:\n  max_connection_age_seconds: 300\n  max_requests_per_connection: 5000\n")
     server = load_settings(config).server
     assert (server.max_connection_age_seconds, server.max_requests_per_connection) == (300, 5000)
-    for bad in ("max_connection_age_seconds: -1", "max_connection_age_seconds: .nan", "max_requests_per_connection: -1"):
+    for bad in ("max_connection_age_seconds: -1", "max_connection_age_seconds: .nan",
+                "max_requests_per_connection: -1"):  # fmt: skip
         config.write_text(f"server:\n  {bad}\n")
         with pytest.raises(ConfigError, match="0 \\(no limit\\) or more"):
             load_settings(config)
