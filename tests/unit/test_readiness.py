@@ -56,16 +56,20 @@ def test_kube_calendar_counts_a_failed_first_list_as_listed(tmp_path: Path) -> N
     deltas = CounterDeltas()
     source.start()
     try:
-        for _ in range(200):
-            if source.listed():
-                break
-            time.sleep(0.05)
+        _wait_until_listed(source)
         assert source.listed()
         assert any("stale" in p.message for p in source.snapshot().problems)
         # Counted from the watch threads: at least one failed list per kind.
         assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") >= 4
     finally:
         source.stop()
+
+
+def _wait_until_listed(source: KubeCalendarSource) -> None:
+    for _ in range(200):
+        if source.listed():
+            return
+        time.sleep(0.05)
 
 
 class _NoCrdApi:
@@ -90,10 +94,7 @@ def test_a_missing_crd_is_reported_but_not_counted_as_an_upstream_error(tmp_path
     deltas = CounterDeltas()
     source.start()
     try:
-        for _ in range(200):
-            if source.listed():
-                break
-            time.sleep(0.05)
+        _wait_until_listed(source)
         time.sleep(0.6)  # a retry or two after the first failure
         assert source.listed()
         assert any("CRD is not installed" in p.message for p in source.snapshot().problems)
