@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import socket
-import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from webhook.policy_store import PolicyStore
 from webhook.probes import ProbeApp, start_probe_listener
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
-from webhook.tls import CertificateReloader, generate_certificates
+from webhook.tls import CertificateReloader, generate_certificates, server_context
 from webhook.trust.mutation import build_mutator
 from webhook.workers import reuseport_socket
 
@@ -130,9 +129,6 @@ async def run_server(
         port=server_cfg.port,
         ssl_certfile=str(server_cfg.certfile),
         ssl_keyfile=str(server_cfg.keyfile),
-        # mTLS: with a client CA, only callers presenting a certificate it signed (the API server) get in.
-        ssl_ca_certs=str(server_cfg.client_ca_file) if server_cfg.client_ca_file else None,
-        ssl_cert_reqs=ssl.CERT_REQUIRED if server_cfg.client_ca_file else ssl.CERT_NONE,
         # head and body of an answer in one TLS record and one send; connections rotated
         http=rotating_protocol(
             max_requests=server_cfg.max_requests_per_connection,
@@ -145,11 +141,15 @@ async def run_server(
         timeout_graceful_shutdown=20,
     )
     config.load()
-    assert isinstance(config.ssl, ssl.SSLContext)
-    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Our context, not uvicorn's: the same settings at the start and at every reload (tls.py).
+    config.ssl = server_context(server_cfg.certfile, server_cfg.keyfile, server_cfg.client_ca_file)
     reloader_box.append(
         CertificateReloader(
-            config.ssl, server_cfg.certfile, server_cfg.keyfile, interval=server_cfg.cert_reload_interval_seconds
+            config.ssl,
+            server_cfg.certfile,
+            server_cfg.keyfile,
+            server_cfg.client_ca_file,
+            interval=server_cfg.cert_reload_interval_seconds,
         )
     )
     log.info(

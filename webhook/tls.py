@@ -121,46 +121,77 @@ def generate_certificates(
     return paths
 
 
-def server_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
-    """A server context with TLS 1.2 as the floor."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+def server_context(certfile: Path, keyfile: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """The listener's TLS settings, in one place for the start and every reload.
+
+    TLS 1.2 at least, Python's server defaults otherwise; with ``client_ca``, a client
+    certificate signed by it (and by nothing else: no system CAs) is required (mTLS:
+    only the API server gets in). Raises ssl.SSLError or OSError on a bad file.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certfile, keyfile)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
     return context
 
 
 class CertificateReloader:
-    """Reloads the serving certificate into a live SSLContext when the files change."""
+    """Serves new handshakes with the certificate, key and client CA on disk when they change.
 
-    def __init__(self, context: ssl.SSLContext, certfile: Path, keyfile: Path, *, interval: float = 5.0) -> None:
-        self.context, self.certfile, self.keyfile, self.interval = context, certfile, keyfile, interval
+    The listener keeps the context it was started with; at each handshake (its ClientHello,
+    SNI or not) that context hands the connection over to the newest complete one. A new
+    context is built from scratch, so a rotated client CA also stops trusting the old CA,
+    which adding certificates to a live context could never do. A file that does not load
+    leaves the current context serving (logged), and is tried again at the next change.
+    """
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        certfile: Path,
+        keyfile: Path,
+        client_ca: Path | None = None,
+        *,
+        interval: float = 5.0,
+    ) -> None:
+        self.context, self.certfile, self.keyfile, self.client_ca = context, certfile, keyfile, client_ca
+        self.interval = interval
+        self.current = context
+        context.sni_callback = self._hand_over
         self._stamp = self._fingerprint()
         self.reloads = 0
 
-    def _fingerprint(self) -> tuple[float, float, int, int]:
-        c, k = self.certfile.stat(), self.keyfile.stat()
-        return (c.st_mtime, k.st_mtime, c.st_ino, k.st_ino)
+    def _hand_over(self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        current = self.current
+        if current is not self.context:
+            connection.context = current
+
+    def _fingerprint(self) -> tuple[float | int, ...]:
+        files = (self.certfile, self.keyfile, *([self.client_ca] if self.client_ca else []))
+        return tuple(value for stat in map(Path.stat, files) for value in (stat.st_mtime, stat.st_ino))
 
     def check(self) -> bool:
-        """Reload if the files changed; a broken pair is logged and the old one kept."""
+        """Reload if a file changed; a broken set is logged and the current context kept."""
         try:
             stamp = self._fingerprint()
         except OSError as exc:
-            log.error("cannot stat serving certificate: %s", exc)
+            log.error("cannot stat the serving certificate or client CA: %s", exc)
             return False
         if stamp == self._stamp:
             return False
         try:
-            # Prove the pair on a scratch context first: a half-written rotation must not
-            # leave the live context with a certificate that does not match its key.
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.certfile, self.keyfile)
-            self.context.load_cert_chain(self.certfile, self.keyfile)
+            # Built whole before it serves: a half-written rotation (a certificate that does
+            # not match its key, a truncated CA) never reaches a handshake.
+            fresh = server_context(self.certfile, self.keyfile, self.client_ca)
         except (ssl.SSLError, OSError) as exc:
-            log.error("new serving certificate not loaded (keeping the old one): %s", exc)
+            log.error("new serving certificate or client CA not loaded (keeping the current ones): %s", exc)
             return False
+        self.current = fresh
         self._stamp = stamp
         self.reloads += 1
-        log.info("serving certificate reloaded from %s", self.certfile)
+        log.info("serving certificate%s reloaded from %s", " and client CA" if self.client_ca else "", self.certfile)
         return True
 
     async def watch(self) -> None:

@@ -12,6 +12,7 @@ import http.client
 import json
 import ssl
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     config = workdir / "config.yaml"
     port, probe_port = free_port(), free_port()
     config.write_text(f"server:\n  client_ca_file: {workdir / 'client-ca.crt'}\n  probe_port: {probe_port}\n"
-                      "  probe_port_metrics: true\n")
+                      "  probe_port_metrics: true\n  cert_reload_interval_seconds: 0.2\n")
     deployguard = Path(sys.executable).parent / "deployguard"
     process = Process(
         "deployguard", [str(deployguard), "serve", "--dev-certs", "--port", str(port), "--host", "127.0.0.1",
@@ -151,8 +152,8 @@ def test_a_client_certificate_from_another_ca_is_refused(served: Served) -> None
     assert "UNKNOWN_CA" in str(refused.value).upper() or isinstance(refused.value, ConnectionError)
 
 
-def _client_up_to(served: Served, version: ssl.TLSVersion) -> ssl.SSLContext:
-    context = served.context("apiserver")
+def _client_up_to(served: Served, version: ssl.TLSVersion, client: str = "apiserver") -> ssl.SSLContext:
+    context = served.context(client)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.0/1.1 at all
@@ -171,3 +172,38 @@ def test_tls_1_1_is_refused_by_the_server(served: Served) -> None:
 
 def test_the_same_client_at_tls_1_2_gets_through(served: Served) -> None:
     assert served.get("/healthz", _client_up_to(served, ssl.TLSVersion.TLSv1_2)) == 200
+
+
+def _refused(served: Served, context: ssl.SSLContext) -> bool:
+    try:
+        served.get("/healthz", context)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    return False
+
+
+def test_a_rotated_client_ca_is_trusted_and_the_old_one_is_not(served: Served) -> None:
+    """Last in this module: it swaps the server's client CA. Rotated like the serving
+    certificate (polled, no restart); a CA file that does not load is not taken."""
+    client_ca = served.workdir / "client-ca.crt"
+    _issue(served.workdir, "apiserver-2", ca=_issue(served.workdir, "client-ca-2", ca=None))
+    assert _refused(served, served.context("apiserver-2"))
+
+    def swap_in(content: bytes) -> None:  # atomically, as the kubelet updates a mounted Secret
+        staged = served.workdir / "client-ca.crt.new"
+        staged.write_bytes(content)
+        staged.replace(client_ca)
+
+    swap_in(b"-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    time.sleep(1.0)  # five polls
+    assert served.get("/healthz", served.context("apiserver")) == 200  # the broken file was not taken
+
+    swap_in((served.workdir / "client-ca-2.crt").read_bytes())
+    deadline = time.monotonic() + 15
+    while _refused(served, served.context("apiserver-2")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert served.get("/healthz", served.context("apiserver-2")) == 200
+    assert _refused(served, served.context("apiserver"))  # the old CA is no longer trusted
+    assert _refused(served, served.context())  # a client certificate is still required
+    with pytest.raises(ssl.SSLError):  # and TLS 1.2 is still the floor
+        served.get("/healthz", _client_up_to(served, ssl.TLSVersion.TLSv1_1, client="apiserver-2"))
