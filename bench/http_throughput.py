@@ -92,6 +92,7 @@ def wrk(
 ) -> dict[str, float]:
     """One wrk run; with ``server`` (its process group), also the cores the client and the server used."""
     client_cpu, server_cpu, started = children_cpu(), group_cpu(server) if server else 0.0, time.monotonic()
+    switches = group_switches(server) if server else 0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -113,6 +114,7 @@ def wrk(
         result["client_cores"] = round((children_cpu() - client_cpu) / wall, 2)
         result["server_cores"] = round((group_cpu(server) - server_cpu) / wall, 2)
         result["rps_per_server_core"] = round(rps / max(result["server_cores"], 0.01))
+        result["preemptions_per_answer"] = round((group_switches(server) - switches) / max(rps * wall, 1), 3)
     return result
 
 
@@ -150,6 +152,22 @@ def group_cpu(pgid: int) -> float:
         if int(fields[2]) == pgid:
             total += int(fields[11]) + int(fields[12])
     return total / TICK
+
+
+def group_switches(pgid: int) -> int:
+    """Involuntary context switches of the live processes of one process group, all threads:
+    how often the scheduler took a core away from the server (e.g. for the load generator)."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/task/[0-9]*/status"):
+        try:
+            text = status.read_text()
+            if int(status.with_name("stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+        except (OSError, IndexError, ValueError):
+            continue
+        match = re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", text, re.MULTILINE)
+        total += int(match.group(1)) if match else 0
+    return total
 
 
 def half_rate_vegeta(

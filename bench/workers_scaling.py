@@ -7,7 +7,9 @@ rotation by age), all at once, then runs ``wrk``
 against each in turn for ``--rounds`` rounds, so that a slow spell of a shared machine
 falls on every configuration alike rather than on whichever ran last. Prints per round
 and the medians: requests/s, the cores the server processes and wrk used, requests per
-server core, and the ratios to one worker. A report, never a timed assertion.
+server core, involuntary context switches of the server per answer (how often the
+scheduler took a core away from it), and the ratios to one worker. A report, never a
+timed assertion.
 
 ``--connections`` takes a list (``16,32,64``): on a 2-core machine wrk shares the
 cores with the workers, and with few connections per worker a worker's queue runs dry
@@ -89,7 +91,8 @@ def main() -> int:
                     results[(connections, name)].append(result)
                     print(f"round {round_ + 1} c{connections:<3} {name:36} {result['rps']:8.0f} req/s  server"
                           f" {result['server_cores']:.2f} cores  wrk {result['client_cores']:.2f}"
-                          f"  {result['rps_per_server_core']:.0f} per server core", flush=True)  # fmt: skip
+                          f"  {result['rps_per_server_core']:.0f} per server core"
+                          f"  {result['preemptions_per_answer']:.3f} preemptions per answer", flush=True)  # fmt: skip
     finally:
         for proc, _ in servers.values():
             os.killpg(proc.pid, signal.SIGTERM)
@@ -99,7 +102,7 @@ def main() -> int:
           " median of each round's ratio (the two runs of a round are seconds apart: a shared host's speed drifts"
           " less between them than across the whole run):")  # fmt: skip
     print(f"  {'conns':>5}  {'configuration':36} {'req/s':>8}  {'vs 1 worker':>11}  {'server cores':>12}  "
-          f"{'wrk cores':>9}  {'per server core':>15}")  # fmt: skip
+          f"{'wrk cores':>9}  {'per server core':>15}  preemptions per answer")  # fmt: skip
     for connections in counts:
         one = medians[(connections, "1 worker")]
         ones = results[(connections, "1 worker")]
@@ -109,7 +112,8 @@ def main() -> int:
             ratio = statistics.median(r["rps"] / o["rps"] for r, o in rounds)
             print(f"  {connections:>5}  {name:36} {m['rps']:8.0f}  {ratio:10.2f}x  "
                   f"{m['server_cores']:12.2f}  {m['client_cores']:9.2f}  {m['rps_per_server_core']:8.0f} "
-                  f"({m['rps_per_server_core'] / one['rps_per_server_core']:.2f}x)")  # fmt: skip
+                  f"({m['rps_per_server_core'] / one['rps_per_server_core']:.2f}x)  "
+                  f"{m['preemptions_per_answer']:.3f}")  # fmt: skip
     return 0
 
 
