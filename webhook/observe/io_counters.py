@@ -18,15 +18,15 @@ from webhook.observe.metrics import (
     REGISTRY_REQUESTS,
     SIGNATURE_VERIFICATIONS,
     UPSTREAM_ERRORS,
-    _Children,
+    LabelledChildren,
 )
 
 Upstream = Literal["prometheus", "opa", "kubernetes", "registry"]
 Verification = Literal["verified", "failed", "unsigned", "error"]
 OTHER_REGISTRY = "other"  # the registry label once ``max_hosts`` unconfigured hosts have one
 
-_upstream = _Children(UPSTREAM_ERRORS, ("",))
-_verifications = _Children(SIGNATURE_VERIFICATIONS, ("error",))
+_upstream = LabelledChildren(UPSTREAM_ERRORS, ("",))
+_verifications = LabelledChildren(SIGNATURE_VERIFICATIONS, ("error",))
 
 
 def upstream_error(upstream: Upstream) -> None:
@@ -92,7 +92,7 @@ class RegistryRequests:
 
     def __init__(self, known_hosts: Iterable[str], max_hosts: int = 32) -> None:
         self.host_label = HostLabels(known_hosts, max_hosts)
-        self._children = _Children(REGISTRY_REQUESTS, (OTHER_REGISTRY, "", "error"))
+        self._children = LabelledChildren(REGISTRY_REQUESTS, (OTHER_REGISTRY, "", "error"))
 
     def __call__(self, registry: str, operation: str, ok: bool) -> None:
         PENDING.inc(self._children.get(self.host_label(registry), operation, "ok" if ok else "error"))

@@ -115,7 +115,7 @@ def _label(value: Any, default: str = "") -> str:
     return _NON_LABEL.sub("_", str(value))[:63] if value not in (None, "") else default
 
 
-class _Children:
+class LabelledChildren:
     """A metric's labelled children by their raw label values.
 
     ``.labels()`` takes a lock and sanitises every value on each call; a decision
@@ -145,12 +145,12 @@ class MetricsObserver:
     """Records each decision: counters by outcome and rule, latency histograms, memo, unknown facts."""
 
     def __init__(self) -> None:
-        self._requests = _Children(ADMISSION_REQUESTS, ("none", "none", "error", "false"))
-        self._findings = _Children(RULE_FINDINGS, ("unnamed", ""))
-        self._durations = _Children(ADMISSION_DURATION, ("error",))
-        self._phases = _Children(PHASE_DURATION, ("",))
-        self._memo = _Children(DECISION_MEMO, ("",))
-        self._unknown = _Children(FACTS_UNKNOWN, ("",))
+        self._requests = LabelledChildren(ADMISSION_REQUESTS, ("none", "none", "error", "false"))
+        self._findings = LabelledChildren(RULE_FINDINGS, ("unnamed", ""))
+        self._durations = LabelledChildren(ADMISSION_DURATION, ("error",))
+        self._phases = LabelledChildren(PHASE_DURATION, ("",))
+        self._memo = LabelledChildren(DECISION_MEMO, ("",))
+        self._unknown = LabelledChildren(FACTS_UNKNOWN, ("",))
         self._freezes_shown: int | None = None
 
     def observe(self, record: Mapping[str, Any], timings: Mapping[str, float]) -> None:
