@@ -49,8 +49,9 @@ class ServedDeployguard:
 
 
 @contextmanager
-def serve_deployguard(workdir: Path) -> Iterator[ServedDeployguard]:
-    """`deployguard serve --dev-certs` on a free loopback port, the repository's policies, a decision log."""
+def serve_deployguard(workdir: Path, policies: Path = REPO / "policies") -> Iterator[ServedDeployguard]:
+    """`deployguard serve --dev-certs` on a free loopback port, the repository's policies (or
+    ``policies``), a decision log."""
     port = free_port()
     deployguard = Path(sys.executable).parent / "deployguard"
     certs = workdir / "certs/dev"
@@ -58,7 +59,7 @@ def serve_deployguard(workdir: Path) -> Iterator[ServedDeployguard]:
         "deployguard",
         [str(deployguard), "serve", "--dev-certs", "--port", str(port), "--host", "127.0.0.1",
          "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
-         "--policies", str(REPO / "policies"), "--decision-log", str(workdir / "decisions.jsonl")],
+         "--policies", str(policies), "--decision-log", str(workdir / "decisions.jsonl")],
         workdir, env={"PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     served = ServedDeployguard(process, port, workdir)

@@ -6,10 +6,11 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 from tests.served import ServedDeployguard, serve_deployguard
 
 pytestmark = pytest.mark.integration
@@ -51,3 +52,31 @@ def test_every_answer_is_in_the_decision_log(served: ServedDeployguard) -> None:
     records = [json.loads(line) for line in lines]
     assert any(r.get("uid") == "0d8a8a3e-6f4b-4a57-9d0e-2f4c7d1f6a11" for r in records)
     assert any(r.get("rejected") for r in records)
+
+
+# A rule named like a built-in that its package also calls: OPA reports a type error,
+# rego-cpp (regopy 1.5.2) calls std::terminate while compiling.
+CRASHING_RULE = """package deployguard.rules.crash
+
+import rego.v1
+
+violation contains "x" if count([1 | is_string("a")]) > 5
+
+is_string := 2
+"""
+
+
+def test_a_policy_edit_that_crashes_rego_cpp_is_refused_while_serving(tmp_path: Path) -> None:
+    """The webhook stays up on the revision it served and says why the new one was refused."""
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    with serve_deployguard(tmp_path / "serve", policies=policies) as served:
+        before = served.client.get(f"{served.base}/readyz").json()["policy_revision"]
+        (policies / "deployguard/rules/crash.rego").write_text(CRASHING_RULE)
+        served.process.wait_until(lambda: "crashed rego-cpp" in served.process.log_tail(200), 60, "refusing")
+        assert served.process.alive()
+        assert "SIGABRT" in served.process.log_tail(200)
+        ready = served.client.get(f"{served.base}/readyz").json()
+        assert ready["policy_revision"] == before
+        answer = served.post((EXAMPLES / "admission-review.json").read_bytes())
+        assert answer.status_code == 200 and answer.json()["response"]["allowed"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from tests.unit.test_embedded_input import EXAMPLES, policy_inputs
 from webhook.engines import embedded, renumbering
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.engines.plan_locals import UnsupportedPlan, _locals_of, compact_plan, frame_size
-from webhook.errors import EngineError
+from webhook.errors import EngineError, PolicyLoadError
 from webhook.policy_bundle import load_bundle
 
 
@@ -192,3 +193,19 @@ async def test_a_failed_renumbering_serves_the_plan_as_compiled(
         assert frame_size(json.loads((Path(tmp) / "plan.json").read_text())) > 1000
     decision = engine.evaluate_sync(FULL_INPUT)
     assert decision["deny"]
+
+
+async def test_a_revision_that_crashes_rego_cpp_is_refused_and_the_served_one_stays(policies_dir: Path) -> None:
+    """The child compiles first; compiling this revision here would abort the test process."""
+    from tests.integration.test_serve_https import CRASHING_RULE
+
+    bundle = load_bundle(policies_dir)
+    engine = EmbeddedEngine()
+    await engine.load(bundle)
+    crashing = dataclasses.replace(
+        bundle, revision="crashing", modules=(*bundle.modules, ("deployguard/rules/crash.rego", CRASHING_RULE))
+    )
+    with pytest.raises(PolicyLoadError, match=r"crashed rego-cpp \(SIGABRT\).*refused"):
+        await engine.load(crashing)
+    assert engine.revision == bundle.revision
+    assert engine.evaluate_sync(FULL_INPUT)["deny"]

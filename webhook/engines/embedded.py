@@ -299,15 +299,18 @@ class EmbeddedEngine:
         return self._revision
 
     async def load(self, bundle: PolicyBundle) -> None:
+        """Compile ``bundle`` and serve it; PolicyLoadError (the current revision serves on) if it cannot decide."""
+        from webhook.engines.renumbering import renumbered_if_equal, renumbered_in_child  # they import this module
+
+        # The child first: a revision that crashes rego-cpp is refused there, not compiled here.
+        compact = await renumbered_in_child(bundle)
         compiled = compile_bundle(bundle)
         runner = _interpreter()
         try:
             probe = _evaluate(runner, compiled, PROBE_INPUT)
         except EngineError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} compiles but cannot decide: {exc}") from None
-        from webhook.engines.renumbering import renumbered_if_equal  # it imports this module
-
-        compiled = await renumbered_if_equal(bundle, compiled, probe)
+        compiled = renumbered_if_equal(compact, compiled, probe)
         with self._lock:
             self._bundle, self._runner, self._revision = compiled, runner, bundle.revision
 

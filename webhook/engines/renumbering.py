@@ -1,14 +1,22 @@
-"""Renumber a compiled revision's locals, in a child process (webhook/engines/plan_locals.py).
+"""Compile a revision in a child process first: a crash check, and its locals renumbered.
 
-rego-cpp copies a frame of every local in the bundle on each built-in call; the
-renumbered plan needs about a fifth of the frame. The bundle goes through rego-cpp's
-own save (plan.json) and load, so the loaded plan passes rego-cpp's checks.
+**Crash check.** rego-cpp aborts its process on some malformed policies (a rule named
+like a built-in the same package calls: ``std::terminate`` while compiling, where OPA
+reports a type error). A policy edit must not take every webhook replica down, so each
+revision is compiled, and decides the probe input, in the child before the serving
+process compiles it: a child killed by a signal before it got that far refuses the
+revision (PolicyLoadError), and the current one keeps serving.
+
+**Renumbering** (webhook/engines/plan_locals.py). rego-cpp copies a frame of every
+local in the bundle on each built-in call; the renumbered plan needs about a fifth of
+the frame. The bundle goes through rego-cpp's own save (plan.json) and load, so the
+loaded plan passes rego-cpp's checks.
 
 The save runs in a short-lived child (``python -m webhook.engines.renumbering SPEC
 OUT``): rego-cpp's save keeps ~13 MB of its allocator's memory for the life of a
 process, and a crash in it must not take the webhook down. The serving process awaits
 it without blocking its event loop, loads the result and serves it only when it decides
-the probe input as the compiled plan does; on any failure the compiled plan serves.
+the probe input as the compiled plan does; on any other failure the compiled plan serves.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +41,7 @@ from webhook.errors import EngineError, PolicyLoadError
 from webhook.policy_bundle import PolicyBundle
 
 log = logging.getLogger("deployguard.engine")
+SURVIVED = "compiled and decided the probe input"  # the child's line on stdout once past the crash check
 
 
 def save_renumbered(compiled: Any, directory: str) -> tuple[int, int]:
@@ -68,7 +78,7 @@ async def renumbered_in_child(bundle: PolicyBundle, timeout: float = 60.0) -> An
         out = Path(tmp) / "bundle"
         cached = _renumbered_plans.get(key)
         if cached is None:
-            cached = await _run_child(spec, Path(tmp), out, timeout)
+            cached = await _run_child(spec, Path(tmp), out, timeout, bundle.revision)
             if cached is None:
                 return None
             if len(_renumbered_plans) >= 4:
@@ -85,21 +95,24 @@ async def renumbered_in_child(bundle: PolicyBundle, timeout: float = 60.0) -> An
             return None
 
 
-async def _run_child(spec: bytes, tmp: Path, out: Path, timeout: float) -> tuple[bytes, bytes] | None:
-    """Run this module as a child on ``spec``; the plan.json and data.json it wrote, or None."""
+async def _run_child(spec: bytes, tmp: Path, out: Path, timeout: float, revision: str) -> tuple[bytes, bytes] | None:
+    """Run this module as a child on ``spec``; the plan.json and data.json it wrote, or None.
+
+    Raises PolicyLoadError when rego-cpp crashed the child before it decided the probe input.
+    """
     (tmp / "spec.json").write_bytes(spec)
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     argv = [sys.executable, "-m", "webhook.engines.renumbering", str(tmp / "spec.json"), str(out)]
     try:
         child = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
         )
     except OSError as exc:
-        log.info("policy plan kept as compiled (renumbering did not start: %s)", exc)
+        log.warning("policy plan kept as compiled, and not checked for crashes (the child did not start: %s)", exc)
         return None
     try:
-        _, stderr = await asyncio.wait_for(child.communicate(), timeout)
+        stdout, stderr = await asyncio.wait_for(child.communicate(), timeout)
     except TimeoutError:
         child.kill()
         await child.wait()
@@ -107,14 +120,20 @@ async def _run_child(spec: bytes, tmp: Path, out: Path, timeout: float) -> tuple
         return None
     if child.returncode != 0:
         reason = (stderr.decode(errors="replace").strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        code = child.returncode or 0
+        if code < 0 and SURVIVED.encode() not in stdout:
+            raise PolicyLoadError(
+                f"policy revision {revision} crashed rego-cpp ({signal.Signals(-code).name}) while compiling or "
+                f"deciding the probe input: {reason}; refused, so that it cannot take the webhook down "
+                "(opa check on the policies usually names the mistake)"
+            )
         log.info("policy plan kept as compiled (locals not renumbered): %s", reason)
         return None
     return (out / "plan.json").read_bytes(), (out / "data.json").read_bytes()
 
 
-async def renumbered_if_equal(bundle: PolicyBundle, compiled: Any, probe: Any) -> Any:
+def renumbered_if_equal(compact: Any | None, compiled: Any, probe: Any) -> Any:
     """The renumbered bundle when it decides the probe input as the compiled one does."""
-    compact = await renumbered_in_child(bundle)
     if compact is None:
         return compiled
     try:
@@ -128,18 +147,26 @@ async def renumbered_if_equal(bundle: PolicyBundle, compiled: Any, probe: Any) -
 
 
 def main(argv: list[str]) -> int:
-    """The child: compile SPEC's modules and data, save the renumbered plan to OUT.
+    """The child: compile SPEC's modules and data, decide the probe input, save the renumbered plan to OUT.
 
     Exit status 0: OUT holds plan.json and data.json; anything else: the reason is on
-    stderr and the caller serves the plan as compiled.
+    stderr and the caller serves the plan as compiled, unless a signal ended the child
+    before it printed SURVIVED (rego-cpp crashed on the revision: the caller refuses it).
     """
     spec_path, out = argv
     spec = orjson.loads(Path(spec_path).read_bytes())
     modules = tuple((path, source) for path, source in spec["modules"])
     bundle = PolicyBundle(revision=spec["revision"], modules=modules, tests=(), data=spec["data"])
     try:
-        before, after = save_renumbered(compile_bundle(bundle), out)
-    except (UnsupportedPlan, PolicyLoadError) as exc:
+        compiled = compile_bundle(bundle)
+        _evaluate(_interpreter(), compiled, PROBE_INPUT)
+    except (PolicyLoadError, EngineError) as exc:
+        print(f"not compiled: {exc}", file=sys.stderr)  # the serving process finds and reports the same
+        return 4
+    print(SURVIVED, flush=True)
+    try:
+        before, after = save_renumbered(compiled, out)
+    except UnsupportedPlan as exc:
         print(f"not renumbered: {exc}", file=sys.stderr)
         return 3
     print(f"frame of {before} -> {after} locals")
