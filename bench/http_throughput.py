@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +88,22 @@ _STARTS = itertools.count(0, 10_000_000)  # per wrk run: names web-<start+1>, we
 
 
 def wrk(
-    url: str, body: Path, duration: int, connections: int, script: Path, unique: bool, server: int | None = None
+    url: str,
+    body: Path,
+    duration: int,
+    connections: int,
+    script: Path,
+    unique: bool,
+    server: int | None = None,
+    prefix: Sequence[str] = (),
 ) -> dict[str, float]:
-    """One wrk run; with ``server`` (its process group), also the cores the client and the server used."""
+    """One wrk run; with ``server`` (its process group), also the cores the client and the server used.
+
+    ``prefix`` runs wrk under another command (``chrt --batch 0``: a scheduling policy)."""
     client_cpu, server_cpu, started = children_cpu(), group_cpu(server) if server else 0.0, time.monotonic()
     switches = group_switches(server) if server else 0
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        [*prefix, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         env={**os.environ, "DG_BODY": str(body), "DG_UNIQUE": str(int(unique)), "DG_START": str(next(_STARTS))},

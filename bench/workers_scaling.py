@@ -15,6 +15,8 @@ timed assertion.
 cores with the workers, and with few connections per worker a worker's queue runs dry
 between wrk's sends (an idle wake-up costs more than a queued request), so the ratio
 depends on the concurrency; the sweep shows that rather than one chosen point.
+``--wrk-prefix`` runs wrk under a scheduling command (``chrt --batch 0``: its wake-ups
+stop preempting the workers), to tell preemption apart from the cores wrk takes.
 
     .venv/bin/python bench/workers_scaling.py [--rounds 4] [--duration 5] [--connections 16,32,64] [--unique]
 """
@@ -70,7 +72,9 @@ def main() -> int:
     parser.add_argument("--connections", default="16", help="one count or a comma-separated list (a sweep)")
     parser.add_argument("--unique", action="store_true", help="every request names another workload (memo misses)")
     parser.add_argument("--body", type=Path, default=REPO / "examples/admission-review.json")
+    parser.add_argument("--wrk-prefix", default="", help='run wrk under a command, e.g. "chrt --batch 0"')
     args = parser.parse_args()
+    prefix = args.wrk_prefix.split()
     if not shutil.which("wrk"):
         sys.exit("bench needs wrk (Debian: apt-get install wrk)")
     work = Path(tempfile.mkdtemp(prefix="dg-workers-"))
@@ -87,7 +91,7 @@ def main() -> int:
             for connections in counts:
                 for name, (proc, port) in servers.items():
                     url = f"https://127.0.0.1:{port}/validate"
-                    result = wrk(url, args.body, args.duration, connections, script, args.unique, server=proc.pid)
+                    result = wrk(url, args.body, args.duration, connections, script, args.unique, proc.pid, prefix)
                     results[(connections, name)].append(result)
                     print(f"round {round_ + 1} c{connections:<3} {name:36} {result['rps']:8.0f} req/s  server"
                           f" {result['server_cores']:.2f} cores  wrk {result['client_cores']:.2f}"
