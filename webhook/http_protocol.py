@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from webhook.connection_share import ConnectionShare
@@ -115,3 +116,12 @@ def rotating_protocol(
     (several workers) whenever this worker holds more than its share of connections."""
     attributes = {"max_requests": max_requests, "max_age": max_age, "share": share}
     return type("RotatingHttpToolsProtocol", (CoalescingHttpToolsProtocol,), attributes)
+
+
+def close_open_connections(server: uvicorn.Server) -> int:
+    """Close ``server``'s open connections as uvicorn does at shutdown: idle ones now, one
+    with a request in flight after its answer. Returns how many there were."""
+    connections = list(server.server_state.connections)
+    for connection in connections:
+        connection.shutdown()
+    return len(connections)

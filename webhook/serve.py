@@ -17,7 +17,7 @@ from webhook.connection_share import ConnectionShare
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_committers, build_gatherers
-from webhook.http_protocol import rotating_protocol
+from webhook.http_protocol import close_open_connections, rotating_protocol
 from webhook.observe.decision_log import DecisionLog
 from webhook.observe.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
@@ -150,6 +150,8 @@ async def run_server(
             server_cfg.keyfile,
             server_cfg.client_ca_file,
             interval=server_cfg.cert_reload_interval_seconds,
+            # the client CA rotated: no connection authenticated under the old one stays open
+            on_client_ca_change=lambda: close_open_connections(server),
         )
     )
     log.info(

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,18 +155,27 @@ class CertificateReloader:
         client_ca: Path | None = None,
         *,
         interval: float = 5.0,
+        on_client_ca_change: Callable[[], int] | None = None,
     ) -> None:
         self.context, self.certfile, self.keyfile, self.client_ca = context, certfile, keyfile, client_ca
         self.interval = interval
+        self.on_client_ca_change = on_client_ca_change
         self.current = context
         context.sni_callback = self._hand_over
         self._stamp = self._fingerprint()
+        self._client_ca_pem = self._read_client_ca()
         self.reloads = 0
 
     def _hand_over(self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
         current = self.current
         if current is not self.context:
             connection.context = current
+
+    def _read_client_ca(self) -> bytes:
+        try:
+            return self.client_ca.read_bytes() if self.client_ca else b""
+        except OSError:
+            return b""
 
     def _fingerprint(self) -> tuple[float | int, ...]:
         files = (self.certfile, self.keyfile, *([self.client_ca] if self.client_ca else []))
@@ -192,6 +201,13 @@ class CertificateReloader:
         self._stamp = stamp
         self.reloads += 1
         log.info("serving certificate%s reloaded from %s", " and client CA" if self.client_ca else "", self.certfile)
+        client_ca_pem = self._read_client_ca()
+        if client_ca_pem != self._client_ca_pem:
+            self._client_ca_pem = client_ca_pem
+            if self.on_client_ca_change is not None:
+                closed = self.on_client_ca_change()
+                log.warning("client CA changed: closing %d open connection(s) authenticated under the previous "
+                            "one (idle now, busy after their answer)", closed)  # fmt: skip
         return True
 
     async def watch(self) -> None:

@@ -194,9 +194,18 @@ def test_a_rotated_client_ca_is_trusted_and_the_old_one_is_not(served: Served) -
         staged.write_bytes(content)
         staged.replace(client_ca)
 
+    # A keep-alive connection authenticated under the old CA, open across the rotation.
+    kept = http.client.HTTPSConnection("localhost", served.port, context=served.context("apiserver"), timeout=10)
+    kept.request("GET", "/healthz")
+    first = kept.getresponse()
+    assert first.status == 200 and first.read()
+
     swap_in(b"-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
     time.sleep(1.0)  # five polls
     assert served.get("/healthz", served.context("apiserver")) == 200  # the broken file was not taken
+    kept.request("GET", "/healthz")  # nor did the failed reload close connections
+    second = kept.getresponse()
+    assert second.status == 200 and second.read()
 
     swap_in((served.workdir / "client-ca-2.crt").read_bytes())
     deadline = time.monotonic() + 15
@@ -204,6 +213,10 @@ def test_a_rotated_client_ca_is_trusted_and_the_old_one_is_not(served: Served) -
         time.sleep(0.1)
     assert served.get("/healthz", served.context("apiserver-2")) == 200
     assert _refused(served, served.context("apiserver"))  # the old CA is no longer trusted
+    with pytest.raises((ConnectionError, ssl.SSLError, http.client.HTTPException)):  # nor its open connections
+        kept.request("GET", "/healthz")
+        kept.getresponse()
+    kept.close()
     assert _refused(served, served.context())  # a client certificate is still required
     with pytest.raises(ssl.SSLError):  # and TLS 1.2 is still the floor
         served.get("/healthz", _client_up_to(served, ssl.TLSVersion.TLSv1_1, client="apiserver-2"))
