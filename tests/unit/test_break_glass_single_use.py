@@ -28,7 +28,7 @@ from webhook.config import AdmissionSettings, BreakGlassSettings, PolicySettings
 from webhook.decision import ANNOTATE, Decision, Finding
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.facts.break_glass import BreakGlassGatherer
-from webhook.governance.break_glass import new_claims, sign, template_hash
+from webhook.governance.break_glass import BreakGlassError, new_claims, sign, template_hash
 from webhook.governance.break_glass_commit import TOKEN_ANNOTATION, BreakGlassCommitter, BreakGlassLedger, LedgerSweep
 from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
 from webhook.policy_input import Subject
@@ -77,11 +77,17 @@ class FakeKube(KubeApi):
         del self.objects[path]
 
 
-def _request(token: str, uid: str, image: str = NEW, *, dry_run: bool = False) -> AdmissionRequest:
+def _request(
+    token: str, uid: str, image: str = NEW, *, dry_run: bool = False, old_version: str = "", operation: str = "UPDATE"
+) -> AdmissionRequest:
+    """An update of Deployment shop/web to ``image`` (from the stored object at ``old_version``), or a create."""
     old = factories.workload("Deployment", factories.PINNED)
+    if old_version:
+        old["metadata"]["resourceVersion"] = old_version
     new = factories.workload("Deployment", image)
     new["metadata"]["annotations"] = {"deployguard.io/break-glass": token}
-    return parse_review(factories.admission_review(new, operation="UPDATE", old=old, uid=uid, dry_run=dry_run))
+    old_obj = old if operation == "UPDATE" else None
+    return parse_review(factories.admission_review(new, operation=operation, old=old_obj, uid=uid, dry_run=dry_run))
 
 
 def _token(key: Ed25519PrivateKey, image: str = NEW) -> str:
@@ -157,6 +163,55 @@ async def test_a_token_admits_once_a_retry_of_the_same_request_too_and_a_replay_
     annotations = lease["metadata"]["annotations"]
     assert annotations["deployguard.io/break-glass-object"] == "Deployment shop/web"
     assert annotations["deployguard.io/break-glass-request-uid"] == "uid-1"
+
+
+async def test_an_update_tried_again_from_the_same_version_may_use_its_token_again(
+    policies_dir: Path, key: Ed25519PrivateKey
+) -> None:
+    """Another webhook refused the update we admitted: nothing persisted, the object is still at
+    the version it had, and the same update again is the same change. Once the object has
+    moved on (a persisted change gives it a new resourceVersion) it is a replay."""
+    kube = FakeKube()
+    reviewer = await _reviewer(policies_dir, key, kube)
+    token = _token(key)
+
+    first = await reviewer.review(_request(token, "uid-1", old_version="41"))
+    again = await reviewer.review(_request(token, "uid-2", old_version="41"))
+    moved_on = await reviewer.review(_request(token, "uid-3", old_version="42"))
+    no_version = await reviewer.review(_request(token, "uid-4"))
+
+    assert first.decision.allowed and again.decision.allowed, (first.decision, again.decision)
+    for replay in (moved_on, no_version):
+        assert not replay.decision.allowed and _rules(replay.decision, "deny") == {"break_glass"}
+        assert "already used at" in replay.decision.message
+    [lease] = kube.objects.values()
+    annotations = lease["metadata"]["annotations"]
+    assert annotations["deployguard.io/break-glass-from-resource-version"] == "41"
+    assert annotations["deployguard.io/break-glass-request-uid"] == "uid-1"
+
+
+async def test_a_create_has_no_version_so_its_token_stays_single_use(
+    policies_dir: Path, key: Ed25519PrivateKey
+) -> None:
+    kube = FakeKube()
+    reviewer = await _reviewer(policies_dir, key, kube)
+    token = _token(key)
+    first = await reviewer.review(_request(token, "uid-1", operation="CREATE"))
+    again = await reviewer.review(_request(token, "uid-2", operation="CREATE"))
+    assert first.decision.allowed, first.decision
+    assert not again.decision.allowed and "already used at" in again.decision.message
+
+
+async def test_the_ledger_takes_the_same_change_at_create_time_too() -> None:
+    """Two replicas admitting the same retried update at once: the loser's create meets the
+    winner's record of the same change and is not a replay; another version still is."""
+    ledger = BreakGlassLedger(FakeKube(), "deployguard-system")
+    await ledger.record("tok", "uid-1", "Deployment shop/web", from_version="41")
+    await ledger.record("tok", "uid-2", "Deployment shop/web", from_version="41")
+    with pytest.raises(BreakGlassError, match="already used at"):
+        await ledger.record("tok", "uid-3", "Deployment shop/web", from_version="42")
+    with pytest.raises(BreakGlassError, match="already used at"):
+        await ledger.record("tok", "uid-4", "Deployment shop/web")
 
 
 async def test_a_change_denied_for_another_reason_does_not_use_the_token(

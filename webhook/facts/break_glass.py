@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from webhook.config import BreakGlassSettings
 from webhook.errors import ConfigError
 from webhook.governance.break_glass import BreakGlassError, template_hash, verify
-from webhook.governance.break_glass_commit import BreakGlassLedger, replay_reason
+from webhook.governance.break_glass_commit import BreakGlassLedger, from_version, replay_reason
 from webhook.kube_api import KubeApi, KubeApiError
 from webhook.policy_input import Subject
 from webhook.workloads import ChangeType, metadata
@@ -95,7 +95,7 @@ class BreakGlassGatherer:
                 now=self._clock(),
                 max_ttl_seconds=self._settings.max_ttl_seconds,
             )
-            await self._unused(approval.token_id, req.uid)
+            await self._unused(approval.token_id, req.uid, from_version(req))
         except BreakGlassError as exc:
             log.warning("break-glass token on %s %s/%s rejected: %s", req.kind, req.namespace, req.name, exc)
             return {"present": True, "valid": False, "template_hash": digest, "error": _clean(str(exc))}
@@ -118,16 +118,16 @@ class BreakGlassGatherer:
             "expires": expires,
         }
 
-    async def _unused(self, token_id: str, request_uid: str) -> None:
-        """Raise BreakGlassError when another request already used the token, or nobody can tell.
+    async def _unused(self, token_id: str, request_uid: str, version: str) -> None:
+        """Raise BreakGlassError when another change already used the token, or nobody can tell.
 
         Only a read: the use is recorded after an allowed decision (BreakGlassCommitter).
-        The same request uid (the API server retrying one request) is not a replay."""
+        The same change again is not a replay (``Use.same_change``)."""
         if self._ledger is None:
             raise BreakGlassError("single use cannot be enforced: deployguard has no Kubernetes API access (kube_api)")
         try:
             use = await self._ledger.use_of(token_id)
         except KubeApiError as exc:
             raise BreakGlassError(f"single use cannot be checked, so the token is not accepted: {exc}") from None
-        if use is not None and use.request_uid != request_uid:
+        if use is not None and not use.same_change(request_uid, version):
             raise BreakGlassError(replay_reason(token_id, use))

@@ -4,12 +4,19 @@ A use is a Lease per token id in ``break_glass.state_namespace``, created if abs
 the API server lets exactly one create win, so every replica sees the same answer.
 Leases (not ConfigMaps) because the chart grants deployguard exactly those there.
 
+Validating webhooks are called in parallel, and a change we admit may still be refused
+by another one; its token would then be spent on a change that never happened. So a use
+records the resourceVersion of the object the change applied to: the same token on an
+update of the object at that same version is the same change tried again (a persisted
+change gives the object a new resourceVersion), not a replay. A create has no such
+version, so its token stays strictly single use.
+
 The break_glass gatherer only *reads* the ledger (is this token used already?); the
 committer *writes* it after the decision, and only for an allowed, non-dry-run
 decision that the policy says relied on the token (the ``break-glass-token``
 annotation of rule break_glass_notice). So a change denied for another reason does
-not burn the approval, and two replicas racing with one token cannot both admit: the
-loser's create gets 409 and its answer flips to deny.
+not burn the approval, and two replicas racing with one token cannot both admit different
+changes: the loser's create gets 409 and its answer flips to deny.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from webhook.admission import AdmissionRequest
 from webhook.decision import ANNOTATE, Decision
 from webhook.governance.break_glass import BreakGlassError
 from webhook.kube_api import AlreadyExists, KubeApi, KubeApiError, NotFound
+from webhook.workloads import metadata
 
 log = logging.getLogger("deployguard.break_glass")
 _USED = "deployguard.io/break-glass-"  # annotation prefix on the Lease that records a use
@@ -35,11 +43,24 @@ TOKEN_ANNOTATION = "break-glass-token"  # the decision annotation naming the tok
 
 @dataclass(frozen=True)
 class Use:
-    """A recorded use of a token: by which request, for which object, when."""
+    """A recorded use of a token: by which request, for which object, when, from which version of it."""
 
     request_uid: str
     what: str
     used_at: str
+    from_version: str = ""  # the object's resourceVersion before the admitted update ("" for a create)
+
+    def same_change(self, request_uid: str, from_version: str) -> bool:
+        """Whether a request is this use again rather than a replay: the API server retrying the
+        request (same uid), or the same update of the object at the same version (the admitted
+        attempt did not persist). Only an update has a version; the token binds object and template."""
+        return request_uid == self.request_uid or (bool(from_version) and from_version == self.from_version)
+
+
+def from_version(request: AdmissionRequest) -> str:
+    """The stored object's resourceVersion an update applies to (from the API server, not the user); "" otherwise."""
+    version = metadata(request.old_obj).get("resourceVersion") if request.operation == "UPDATE" else None
+    return version if isinstance(version, str) else ""
 
 
 def _now() -> datetime:
@@ -64,14 +85,20 @@ class BreakGlassLedger:
         except NotFound:
             return None
         data = (lease.get("metadata") or {}).get("annotations") or {}
-        return Use(str(data.get(_USED + "request-uid", "")), str(data.get(_USED + "object", "?")),
-                   str(data.get(_USED + "used-at", "?")))  # fmt: skip
+        return Use(
+            request_uid=str(data.get(_USED + "request-uid", "")),
+            what=str(data.get(_USED + "object", "?")),
+            used_at=str(data.get(_USED + "used-at", "?")),
+            from_version=str(data.get(_USED + "from-resource-version", "")),
+        )
 
-    async def record(self, token_id: str, request_uid: str, what: str, expires_at: str = "") -> None:
-        """Record the use; BreakGlassError if another request used it or it cannot be recorded.
+    async def record(
+        self, token_id: str, request_uid: str, what: str, expires_at: str = "", from_version: str = ""
+    ) -> None:
+        """Record the use; BreakGlassError if another change used it or it cannot be recorded.
 
-        The same request uid again (the API server retrying one request) is not a replay.
-        ``expires_at`` (the token's expiry, ISO 8601) tells ``sweep`` when the record may go."""
+        The same change again is not a replay (``Use.same_change``). ``expires_at`` (the
+        token's expiry, ISO 8601) tells ``sweep`` when the record may go."""
         annotations = {
             _USED + "token-id": token_id,
             _USED + "request-uid": request_uid,
@@ -80,6 +107,8 @@ class BreakGlassLedger:
         }
         if expires_at:
             annotations[_USED + "expires-at"] = expires_at
+        if from_version:
+            annotations[_USED + "from-resource-version"] = from_version
         record = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -98,8 +127,11 @@ class BreakGlassLedger:
                 use = await self.use_of(token_id)
             except KubeApiError as exc:
                 raise BreakGlassError(f"single use cannot be recorded, so the token is not accepted: {exc}") from None
-            if use is None or use.request_uid != request_uid:
+            if use is None or not use.same_change(request_uid, from_version):
                 raise BreakGlassError(replay_reason(token_id, use)) from None
+            if use.request_uid != request_uid:
+                log.warning("break-glass token %s: %s tried again from the same version (%s) by request %s; the "
+                            "first admission did not persist", token_id, what, from_version, request_uid)  # fmt: skip
         except KubeApiError as exc:
             raise BreakGlassError(f"single use cannot be recorded, so the token is not accepted: {exc}") from None
 
@@ -196,7 +228,9 @@ class BreakGlassCommitter:
             return "single use cannot be enforced: deployguard has no Kubernetes API access (kube_api)"
         what = f"{request.kind} {request.namespace}/{request.name}"
         try:
-            await self._ledger.record(token_id, request.uid, what, str(fact.get("expires") or ""))
+            await self._ledger.record(
+                token_id, request.uid, what, str(fact.get("expires") or ""), from_version=from_version(request)
+            )
         except BreakGlassError as exc:
             log.warning("break-glass token %s on %s not admitted: %s", token_id, what, exc)
             return f"the break-glass approval on {what} was rejected: {exc}"
