@@ -433,6 +433,84 @@ def test_a_break_glass_token_on_a_change_denied_for_another_reason_is_not_used_u
     assert "[break_glass]" in replayed.stderr and "already used" in replayed.stderr, replayed
 
 
+# The policy of a second validating webhook that refuses whatever it is sent (its
+# registration only sends it objects labelled e2e-refuse: "yes").
+REFUSER_POLICY = """package deployguard
+
+import rego.v1
+
+decision := {"deny": [{"rule": "refuse", "message": "refused by a second webhook", "fix": "drop the label"}],
+             "warn": [], "dryrun": []}
+"""
+
+
+@pytest.fixture
+def refuser(control_plane: LocalControlPlane, tmp_path: Path) -> Iterator[DeployguardServer]:
+    """Another validating webhook, registered beside deployguard: the API server calls both in parallel."""
+    policies = tmp_path / "refuser-policies"
+    policies.mkdir()
+    (policies / "refuse.rego").write_text(REFUSER_POLICY)
+    server = DeployguardServer(control_plane.tools.deployguard, tmp_path, tmp_path / "logs", name="refuser",
+                               extra_config={"policy": {"directory": str(policies)}})  # fmt: skip
+    server.start()
+    try:
+        server.wait_ready()
+        argv = [*control_plane.tools.deployguard, "render", "webhook-config", "--url", server.url, "--ca-file",
+                str(server.ca_file), "--namespace", WEBHOOK_NAMESPACE, "--name", "e2e-refuser"]  # fmt: skip
+        rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+        manifest = yaml.safe_load(rendered)
+        for hook in manifest["webhooks"]:
+            hook["objectSelector"] = {"matchLabels": {"e2e-refuse": "yes"}}
+        applied = control_plane.kubectl.apply(manifest)
+        assert applied.ok, applied
+        yield server
+    finally:
+        control_plane.kubectl("delete", "validatingwebhookconfiguration", "e2e-refuser", "--ignore-not-found")
+        server.stop()
+
+
+def test_a_break_glass_update_refused_by_another_webhook_can_be_tried_again_with_the_same_token(
+    kubectl: Kubectl, governed: DeployguardServer, refuser: DeployguardServer, control_plane: LocalControlPlane,
+    approver: tuple[Path, Path], namespace: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """deployguard admits the frozen rollout and records the token's use, but the other webhook
+    refuses it, so nothing is stored. The same update again (the object is still at the version
+    the use recorded) is admitted with the same token; a replay after that is not."""
+    deployed(kubectl, namespace, V1)
+    freeze_in_force(kubectl, namespace, freeze(namespace))
+    manifest = tmp_path / "web.yaml"
+    live, token, _ = signed_rollout(kubectl, control_plane, approver, namespace, manifest, ticket="INC-44")
+    version = live["metadata"]["resourceVersion"]
+    labelled = dict(live, metadata={**live["metadata"], "labels": {**live["metadata"].get("labels", {}),
+                                                                     "e2e-refuse": "yes"}})  # fmt: skip
+    refused_manifest = tmp_path / "web-refused.yaml"
+    refused_manifest.write_text(yaml.safe_dump(labelled))
+
+    refused = _until(
+        lambda: r if "refused by a second webhook" in (r := kubectl("replace", "-f", str(refused_manifest))).stderr
+        else None,
+        "the second webhook to refuse the labelled rollout",
+    )
+
+    assert not refused.ok and "[refuse]" in refused.stderr, refused
+    uses = _token_uses(kubectl, token)
+    assert [u["deployguard.io/break-glass-from-resource-version"] for u in uses] == [version], (
+        "deployguard admitted it and recorded the use, from the object's version"
+    )
+    assert deployment(kubectl, namespace)["metadata"]["resourceVersion"] == version, "nothing was stored"
+
+    admitted = kubectl("replace", "-f", str(manifest))
+
+    assert admitted.ok, admitted
+    assert "Warning: [break_glass_notice] BREAK-GLASS:" in admitted.stderr and 'ticket "INC-44"' in admitted.stderr
+    rolled_out(kubectl, namespace, V2)
+    assert len(_token_uses(kubectl, token)) == 1
+    replayed = replay(kubectl, namespace, live)
+
+    assert replayed.denied_by_deployguard, replayed
+    assert "[break_glass]" in replayed.stderr and "already used" in replayed.stderr, replayed
+
+
 async def test_the_ledger_sweep_deletes_records_of_expired_tokens_only(control_plane: LocalControlPlane) -> None:
     """Through the real API server: list by label, delete with a resourceVersion precondition."""
     now = datetime.now(UTC)
