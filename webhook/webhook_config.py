@@ -72,7 +72,9 @@ def render_webhook_configuration(reg: WebhookRegistration) -> dict[str, Any]:
                 "rules": rules,
                 "failurePolicy": reg.failure_policy,
                 "matchPolicy": "Equivalent",
-                "sideEffects": "None",
+                # The validating webhook writes (break-glass uses, Events) only for requests that
+                # are not dry runs; the mutating one writes nothing.
+                "sideEffects": "None" if reg.mutating else "NoneOnDryRun",
                 "timeoutSeconds": reg.timeout_seconds,
                 # A namespace label only the cluster sets: a workload cannot exempt itself.
                 "namespaceSelector": {

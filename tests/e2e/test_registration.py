@@ -23,7 +23,7 @@ def test_the_registered_configuration_is_what_the_api_server_needs(
     assert webhook["clientConfig"]["url"] == deployguard.url
     assert webhook["clientConfig"]["url"].startswith("https://127.0.0.1:")
     assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == deployguard.ca_file.read_bytes()
-    assert webhook["sideEffects"] == "None"
+    assert webhook["sideEffects"] == "NoneOnDryRun"  # break-glass uses and Events: never on a dry run
     assert webhook["admissionReviewVersions"] == ["v1"]
     assert webhook["failurePolicy"] == "Fail"
     assert 1 <= webhook["timeoutSeconds"] <= 30

@@ -120,7 +120,7 @@ def test_default_install_is_highly_available_fail_closed_with_the_opa_sidecar() 
     (vwc,) = by_kind(docs, "ValidatingWebhookConfiguration")
     (hook,) = vwc["webhooks"]
     assert hook["failurePolicy"] == "Fail"
-    assert hook["sideEffects"] == "None" and hook["timeoutSeconds"] == 10
+    assert hook["sideEffects"] == "NoneOnDryRun" and hook["timeoutSeconds"] == 10
     assert hook["clientConfig"]["service"]["path"] == "/validate"
     exempt = hook["namespaceSelector"]["matchExpressions"][0]
     assert exempt["key"] == "kubernetes.io/metadata.name" and exempt["operator"] == "NotIn"

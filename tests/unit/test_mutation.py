@@ -148,7 +148,9 @@ def test_render_mutating_webhook_configuration() -> None:
     assert manifest["kind"] == "MutatingWebhookConfiguration" and hook["name"] == "mutate.deployguard.io"
     assert hook["clientConfig"]["service"]["path"] == "/mutate" and hook["reinvocationPolicy"] == "IfNeeded"
     assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in hook["rules"])  # never DELETE
+    assert hook["sideEffects"] == "None"  # it writes nothing anywhere
     validating = render_webhook_configuration(WebhookRegistration(ca_bundle="Q0E="))
+    assert validating["webhooks"][0]["sideEffects"] == "NoneOnDryRun"  # break-glass uses and Events
     assert (
         validating["kind"] == "ValidatingWebhookConfiguration" and "reinvocationPolicy" not in validating["webhooks"][0]
     )
