@@ -39,6 +39,11 @@ class PolicySettings:
     unsafe_fail_open: bool = False
 
 
+# admission.max_string_bytes at most: rego-cpp 1.5.2 crashes matching regexes on strings of
+# about 26,000 bytes in their escaped JSON form (webhook/input_limits.py: string_over_limit).
+MAX_STRING_BYTES_CEILING = 16_384
+
+
 @dataclass(frozen=True)
 class AdmissionSettings:
     """How requests are parsed and answered."""
@@ -48,6 +53,9 @@ class AdmissionSettings:
     max_json_depth: int = 128  # deeper nesting of objects/arrays in the body gets HTTP 400 (orjson stops at 1024)
     max_containers: int = 50  # more containers in one pod template are denied unevaluated (evaluation cost grows ~n²)
     max_image_reference_chars: int = 1024  # longer image strings are denied unevaluated (rego-cpp crashes at ~30k)
+    # any longer string in the policy input (a name, label, annotation, container name, as escaped
+    # JSON) is denied unevaluated: rego-cpp crashes matching regexes at ~26,000 bytes; at most 16,384
+    max_string_bytes: int = 8192
     custom_kinds: tuple[CustomKind, ...] = ()
     # Identities (from the API server's userInfo, which a workload cannot forge) whose
     # creates of owned objects replay a template already admitted at the owner: a
@@ -344,6 +352,11 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError("server.max_connection_age_seconds must be 0 (no limit) or more")
     if settings.policy.engine not in ("embedded", "opa"):
         raise ConfigError(f"policy.engine must be 'embedded' or 'opa', not {settings.policy.engine!r}")
+    if not 256 <= settings.admission.max_string_bytes <= MAX_STRING_BYTES_CEILING:
+        raise ConfigError(
+            f"admission.max_string_bytes must be 256..{MAX_STRING_BYTES_CEILING}, not "
+            f"{settings.admission.max_string_bytes} (rego-cpp crashes matching regexes on strings of ~26,000 bytes)"
+        )
     return settings
 
 

@@ -1,4 +1,4 @@
-"""Limits on the size and shape of untrusted input: JSON nesting, containers per pod. Pure.
+"""Limits on the size and shape of untrusted input: JSON nesting, containers per pod, string length. Pure.
 
 orjson refuses nesting deeper than 1024 on ``loads`` but only 254 on ``dumps``, and
 every later stage (memo keys, engines, the decision log) walks the document again. A
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from webhook.decision import Finding
 from webhook.workloads import PodTemplate
 
 ORJSON_MAX_DEPTH = 1024  # orjson.loads raises "depth limit exceeded" beyond this
+_WORST_BYTES_PER_CHAR = 6  # a control character escapes to \u00XX
 
 
 def exceeds_depth(doc: Any, limit: int, *, body: bytes | None = None) -> bool:
@@ -67,3 +70,45 @@ def template_over_limits(template: PodTemplate | None, *, max_containers: int, m
                 fix="use a valid image reference (registry/repository:tag@sha256:digest)",
             )
     return None
+
+
+def string_over_limit(policy_input: Any, max_bytes: int) -> Finding | None:
+    """A deny finding naming the first string (key or value) of the policy input whose escaped
+    JSON form is longer than ``max_bytes``, else None.
+
+    rego-cpp 1.5.2 keeps strings in that form and matches regexes (``regex.match``, and so
+    ``lib.quoted`` in every message) recursively: about 26,000 bytes overflow an 8 MiB stack
+    (SIGSEGV: the whole process). Any string may meet a regex in some policy, so all are held
+    to the limit (config.MAX_STRING_BYTES_CEILING keeps it well below the crash). Iterative;
+    a string that cannot reach the limit even if every character escaped to six bytes is not
+    encoded at all."""
+    if max_bytes <= 0:
+        return None
+    stack: list[tuple[Any, str]] = [(policy_input, "input")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and _escaped_bytes(key, max_bytes) > max_bytes:
+                    return _too_long(f"a key of {where}", _escaped_bytes(key, max_bytes), max_bytes)
+                stack.append((value, f"{where}.{key}" if key.isidentifier() else f"{where}[{key[:63]!r}]"))
+        elif isinstance(node, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+        elif isinstance(node, str) and _escaped_bytes(node, max_bytes) > max_bytes:
+            return _too_long(where, _escaped_bytes(node, max_bytes), max_bytes)
+    return None
+
+
+def _escaped_bytes(text: str, max_bytes: int) -> int:
+    if len(text) * _WORST_BYTES_PER_CHAR <= max_bytes:
+        return len(text)
+    return len(orjson.dumps(text)) - 2
+
+
+def _too_long(where: str, size: int, max_bytes: int) -> Finding:
+    return Finding(
+        rule="input_limits",
+        message=f"{where} is {size:,} bytes long (as JSON); deployguard evaluates strings of at most "
+        f"{max_bytes:,} bytes (admission.max_string_bytes), so the request was not evaluated",
+        fix="shorten it; the policy engine cannot safely match patterns on much longer strings",
+    )

@@ -22,7 +22,7 @@ from webhook.decision import Decision, decide, engine_failure, parse_findings
 from webhook.engines import PolicyEngine
 from webhook.errors import EngineError
 from webhook.facts import FactGatherer, gather_facts
-from webhook.input_limits import template_over_limits
+from webhook.input_limits import string_over_limit, template_over_limits
 from webhook.memo import DecisionMemo, memo_key
 from webhook.observe.audit_record import decision_record, rejection_record
 from webhook.observe.decision_log import DecisionLog
@@ -174,8 +174,12 @@ class Reviewer:
         hit = findings is not None
         try:
             if findings is None:
-                raw = await self._run_engine(policy_input, max(budget, 0.001))
-                findings = parse_findings(raw)
+                # Only on a miss: a memo hit is an input that passed this check before.
+                oversized = string_over_limit(policy_input, self._admission.max_string_bytes)
+                if oversized is not None:
+                    findings = (oversized,)
+                else:
+                    findings = parse_findings(await self._run_engine(policy_input, max(budget, 0.001)))
                 if self.engine.revision == revision:
                     self.memo.put(key, findings)
         except (EngineError, TimeoutError) as exc:

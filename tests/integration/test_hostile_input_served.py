@@ -23,6 +23,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDeploygua
         yield running
 
 
+def _long_container_name() -> dict[str, Any]:
+    """Found by fuzzing: a container name this long segfaulted rego-cpp (the whole process)."""
+    doc = admission_review(workload("Deployment", "nginx:latest"), uid="long-name")
+    doc["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["name"] = "a" * 30_000
+    return doc
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS), value=json_values)
 def test_fuzzed_reviews_over_https(served: ServedDeployguard, path: tuple[str | int, ...], value: Any) -> None:
@@ -39,6 +46,7 @@ def test_fuzzed_reviews_over_https(served: ServedDeployguard, path: tuple[str | 
     b"[" * 100_000 + b"]" * 100_000,
     b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": ' * 300,
     json.dumps(admission_review(workload("Deployment", "nginx:" + "a" * 50_000), uid="long-image")).encode(),
+    json.dumps(_long_container_name()).encode(),
     json.dumps(admission_review(workload("Deployment", *["nginx:1"] * 400), uid="many")).encode(),
     b"\x00" * 1000,
     b"x" * (4 * 1024 * 1024),

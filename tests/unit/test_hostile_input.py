@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from hypothesis import strategies as st
 
 from tests.factories import PINNED, admission_review, workload
 from tests.unit.conftest import CapturedLog
-from webhook.input_limits import exceeds_depth
+from webhook.config import load_settings
+from webhook.errors import ConfigError
+from webhook.input_limits import exceeds_depth, string_over_limit
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
 
@@ -214,3 +217,67 @@ def test_image_strings_that_crashed_rego_cpp_are_denied_before_evaluation(client
     message = answer.json()["response"]["status"]["message"]
     assert "[input_limits]" in message and f"{length + 6} characters" in message and "limit 1024" in message
     assert client.get("/healthz").status_code == 200
+
+
+# Where a submitter puts a string that reaches the policy input (the API server bounds most
+# of these, but anything that can reach the webhook's port can send anything).
+LONG_STRING_PATHS = [
+    ("request", "name"), ("request", "namespace"),
+    ("request", "object", "spec", "template", "spec", "containers", 0, "name"),
+    ("request", "object", "metadata", "labels", "app"),
+    ("request", "object", "metadata", "annotations", "example.com/note"),
+    ("request", "object", "spec", "template", "metadata", "annotations", "example.com/note"),
+    ("request", "userInfo", "username"),
+]  # fmt: skip
+
+
+# Each about 30,000 bytes in rego-cpp's escaped form: a control character escapes to six bytes.
+@pytest.mark.parametrize("filler", ["a" * 30_000, "\x01" * 5_000, "\U0001f600" * 7_500, "%s" * 15_000],
+                         ids=["ascii", "control", "emoji", "percent"])
+@pytest.mark.parametrize("path", LONG_STRING_PATHS)
+def test_strings_long_enough_to_crash_rego_cpp_are_denied_before_evaluation(
+    client: TestClient, decision_log: CapturedLog, path: tuple[str | int, ...], filler: str
+) -> None:
+    """rego-cpp 1.5.2 segfaults matching a regex on ~26,000 bytes (escaped JSON). Found by
+    fuzzing: a 27,000-character container name, quoted in digest_pinning's message, killed the
+    process (without the limit, the container-name cases here end pytest with SIGSEGV). The
+    default policies match no regex on the other fields at these sizes, but a cluster's own
+    policy may: every string is held to the limit."""
+    doc = admission_review(workload("Deployment", "nginx:latest"), uid="long")
+    doc["request"]["object"]["metadata"]["labels"] = {}
+    doc["request"]["object"]["metadata"]["annotations"] = {}
+    doc["request"]["object"]["spec"]["template"]["metadata"]["annotations"] = {}
+    _set(doc, path, filler)
+    answer = _post(client, json.dumps(doc).encode())
+    assert answer.status_code == 200, answer.text[:300]
+    response = answer.json()["response"]
+    assert response["allowed"] is False
+    assert "[input_limits]" in response["status"]["message"], response["status"]["message"][-400:]
+    assert "admission.max_string_bytes" in response["status"]["message"]
+    assert client.get("/healthz").status_code == 200
+    assert decision_log.records[-1]["uid"] == "long"
+
+
+def test_a_long_annotation_key_is_named_and_denied(client: TestClient) -> None:
+    doc = admission_review(workload("Deployment", PINNED), uid="key")
+    doc["request"]["object"]["metadata"]["annotations"] = {"k" * 20_000: "v"}
+    message = _post(client, json.dumps(doc).encode()).json()["response"]["status"]["message"]
+    assert "[input_limits] a key of input.workload.annotations is 20,000 bytes long" in message
+
+
+def test_the_string_limit_counts_escaped_bytes_and_names_the_place() -> None:
+    assert string_over_limit({"a": ["x" * 8192], "b": {"c": "ok"}}, 8192) is None
+    control = string_over_limit({"a": ["\x01" * 1366]}, 8192)  # 1,366 characters, 8,196 bytes escaped
+    assert control is not None and control.message.startswith("input.a[0] is 8,196 bytes long")
+    key = string_over_limit({"labels": {"k" * 9000: "v"}}, 8192)
+    assert key is not None and key.message.startswith("a key of input.labels is 9,000 bytes long")
+    odd = string_over_limit({"annotations": {"example.com/x": "é" * 9000}}, 8192)
+    assert odd is not None and "input.annotations['example.com/x'] is 18,000 bytes" in odd.message
+
+
+@pytest.mark.parametrize("value", [255, 16_385])
+def test_max_string_bytes_stays_below_where_rego_cpp_crashes(tmp_path: Path, value: int) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"admission:\n  max_string_bytes: {value}\n")
+    with pytest.raises(ConfigError, match=r"max_string_bytes must be 256\.\.16384"):
+        load_settings(config)
