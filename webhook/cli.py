@@ -22,7 +22,7 @@ from webhook.cli_image import image_app
 from webhook.cli_windows import windows_app
 from webhook.config import Settings, load_settings
 from webhook.engines.embedded import EmbeddedEngine
-from webhook.engines.renumbering import renumbered_in_child
+from webhook.engines.renumbering import compile_in_child
 from webhook.errors import DeployguardError
 from webhook.facts.setup import build_gatherers
 from webhook.observe.decision_log import DecisionLog
@@ -273,8 +273,8 @@ def policy_test(
     directory = policies or default_policy_dir()
     try:
         bundle = load_bundle(directory)
-        # In a child first: a module that crashes rego-cpp is reported, not an abort here.
-        asyncio.run(renumbered_in_child(bundle))
+        # In a child first: a module that crashes rego-cpp is reported (PolicyLoadError), not an abort here.
+        asyncio.run(compile_in_child(bundle))
         results = run_tests(bundle)
     except DeployguardError as exc:
         raise _fail(str(exc), 1) from None

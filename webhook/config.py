@@ -52,7 +52,7 @@ class AdmissionSettings:
     max_body_bytes: int = 3 * 1024 * 1024  # the API server's own object limit is ~3 MiB
     max_json_depth: int = 128  # deeper nesting of objects/arrays in the body gets HTTP 400 (orjson stops at 1024)
     max_containers: int = 50  # more containers in one pod template are denied unevaluated (evaluation cost grows ~n²)
-    max_image_reference_chars: int = 1024  # longer image strings are denied unevaluated (rego-cpp crashes at ~30k)
+    max_image_reference_chars: int = 1024  # longer image strings are denied unevaluated (a valid one is ~400 at most)
     # any longer string in the policy input (a name, label, annotation, container name, as escaped
     # JSON) is denied unevaluated: rego-cpp crashes matching regexes at ~26,000 bytes; at most 16,384
     max_string_bytes: int = 8192

@@ -46,10 +46,11 @@ def template_over_limits(template: PodTemplate | None, *, max_containers: int, m
     """A deny finding when a pod template is beyond what deployguard evaluates safely, else None.
 
     Policy evaluation grows faster than linearly with the number of containers
-    (rego-cpp: 100 containers 0.55 s, 400 containers 6.7 s, on the event loop), and
-    rego-cpp 1.5.2 crashes the process (SIGSEGV) matching regexes on image strings of
-    about 30,000 characters. So outsized templates are denied before evaluation. A
-    denial, not an HTTP error, so ``failurePolicy: Ignore`` cannot admit them.
+    (rego-cpp: 100 containers 0.55 s, 400 containers 6.7 s, on the event loop), and an
+    image reference is at most a few hundred characters when valid (longer strings of any
+    kind are also held to ``string_over_limit``, which keeps rego-cpp from crashing). So
+    outsized templates are denied before evaluation. A denial, not an HTTP error, so
+    ``failurePolicy: Ignore`` cannot admit them.
     """
     if template is None:
         return None

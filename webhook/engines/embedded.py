@@ -300,10 +300,10 @@ class EmbeddedEngine:
 
     async def load(self, bundle: PolicyBundle) -> None:
         """Compile ``bundle`` and serve it; PolicyLoadError (the current revision serves on) if it cannot decide."""
-        from webhook.engines.renumbering import renumbered_if_equal, renumbered_in_child  # they import this module
+        from webhook.engines.renumbering import compile_in_child, renumbered_if_equal  # they import this module
 
         # The child first: a revision that crashes rego-cpp is refused there, not compiled here.
-        compact = await renumbered_in_child(bundle)
+        compact = await compile_in_child(bundle)
         compiled = compile_bundle(bundle)
         runner = _interpreter()
         try:

@@ -70,8 +70,11 @@ def compact_locals(compiled: Any) -> Any:
 _renumbered_plans: dict[str, tuple[bytes, bytes]] = {}
 
 
-async def renumbered_in_child(bundle: PolicyBundle, timeout: float = 60.0) -> Any | None:
-    """``bundle`` compiled with its locals renumbered (by the child), or None."""
+async def compile_in_child(bundle: PolicyBundle, timeout: float = 60.0) -> Any | None:
+    """``bundle`` compiled with its locals renumbered (by the child), or None when not renumbered.
+
+    Raises PolicyLoadError when rego-cpp crashed the child on the revision (see the module's
+    crash check): such a revision must not be compiled in the calling process."""
     spec = orjson.dumps({"revision": bundle.revision, "modules": bundle.modules, "data": bundle.data})
     key = hashlib.sha256(spec).hexdigest()
     with tempfile.TemporaryDirectory(prefix="deployguard-plan-") as tmp:
