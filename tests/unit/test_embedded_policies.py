@@ -16,6 +16,7 @@ from regopy import rego_shared
 
 from webhook.engines import embedded
 from webhook.engines.embedded import EmbeddedEngine
+from webhook.errors import EngineError
 from webhook.policy_bundle import load_bundle
 
 _PACKAGE = re.compile(r"^package\s+deployguard\.rules\.(\w+)\s*$", re.MULTILINE)
@@ -80,3 +81,32 @@ async def test_a_guard_on_one_argument_runs_before_a_built_in_on_another(policie
     decision = await engine.evaluate(policy_input)
     assert [f["rule"] for f in decision["deny"]] == ["digest_pinning"]
     assert 'tag "1.27" can be pushed again' in decision["deny"][0]["message"]
+
+
+@pytest.mark.parametrize("release_id", ["C:\\users\\x", "git-4f2a\\u0041", '" \\ "'])
+async def test_a_release_id_with_backslashes_is_decided_not_an_engine_error(
+    policies_dir: Path, release_id: str
+) -> None:
+    """rego-cpp 1.5.2's trim_space fails on some backslash sequences (found by fuzzing); the
+    release_id rule decides such values without it: set, so no warning."""
+    engine = EmbeddedEngine()
+    await engine.load(load_bundle(policies_dir))
+    image = {"container": "web", "container_type": "container", "image": "nginx@sha256:" + "a" * 64,
+             "ref": {"valid": True, "error": "", "registry": "docker.io", "repository": "library/nginx", "tag": "",
+                     "digest": "sha256:" + "a" * 64, "pinned": True, "name": "docker.io/library/nginx",
+                     "normalized": "docker.io/library/nginx@sha256:" + "a" * 64}}  # fmt: skip
+    policy_input = {"request": {"operation": "CREATE", "dry_run": False, "group": "apps", "version": "v1",
+                                "kind": "Deployment", "namespace": "shop", "name": "web",
+                                "user": {"username": "alice", "groups": []}},
+                    "workload": {"kind": "Deployment", "labels": {},
+                                 "annotations": {"deployguard.io/release-id": release_id},
+                                 "template_labels": {}, "template_annotations": {}, "replicas": 1},
+                    "change": {"type": "create"}, "images": [image], "facts": {}}  # fmt: skip
+    decision = await engine.evaluate(policy_input)
+    assert decision["deny"] == [] and [f["rule"] for f in decision["warn"]] == [], decision
+
+
+def test_an_error_tree_reported_as_ok_is_an_engine_error_with_rego_cpps_reason() -> None:
+    text = "(error\n  (errormsg 23:Invalid escape sequence)\n  (errorast\n    (rego-input ...)))"
+    with pytest.raises(EngineError, match=r"could not evaluate the decision: Invalid escape sequence \(a built-in"):
+        embedded.parse_output(True, text, "the decision")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -143,6 +144,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+_ERROR_MESSAGE = re.compile(r"\(errormsg \d+:([^\n)]*)")
+
+
 def parse_output(ok: bool, text: str, what: str) -> Any:
     """Read rego-cpp's output text strictly.
 
@@ -151,8 +155,11 @@ def parse_output(ok: bool, text: str, what: str) -> Any:
     ``"deny": []`` would be a wrong allow). Duplicate keys and unparsable text are
     therefore engine errors (deny), never quietly accepted.
     """
-    if not ok:
-        raise EngineError(f"rego-cpp could not evaluate {what}: {text} (a built-in failed or is unsupported)")
+    if not ok or text.startswith("(error"):
+        # rego-cpp 1.5.2 may also report a failed built-in as an error tree with ok set
+        reason = _ERROR_MESSAGE.search(text)
+        detail = reason.group(1) if reason else text[:200]
+        raise EngineError(f"rego-cpp could not evaluate {what}: {detail} (a built-in failed or is unsupported)")
     if text == "undefined":
         raise EngineError(f"{what} is undefined for this input")
     try:

@@ -67,6 +67,10 @@ test_empty_value_does_not_count if {
 	count(_release_findings("create", _with("template_labels", {"name": "app.kubernetes.io/version", "value": " "}))) == 1
 }
 
+test_a_value_with_backslashes_counts if {
+	_release_findings("create", _with("annotations", {"name": "deployguard.io/release-id", "value": `C:\users\x \u0041`})) == []
+}
+
 test_label_key_as_annotation_does_not_count if {
 	# Labels and annotations are separate lists: a label key set as annotation is not enough.
 	count(_release_findings("create", _with("annotations", {"name": "app.kubernetes.io/version", "value": "1.4.2"}))) == 1

@@ -82,8 +82,17 @@ _has_release_id if {
 
 _workload := input.workload
 
+# Set: a string that is not blank. A value with a backslash is not blank, and is decided
+# without trim_space: rego-cpp 1.5.2's trim_space fails ("Invalid escape sequence", "stoul")
+# on some backslash sequences, e.g. `C:\users\x` or a literal `\u0041`.
 _set(value) if {
 	is_string(value)
+	contains(value, "\\")
+}
+
+_set(value) if {
+	is_string(value)
+	not contains(value, "\\")
 	not trim_space(value) == ""
 }
 
