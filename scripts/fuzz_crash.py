@@ -7,7 +7,8 @@ the real Reviewer and embedded engine, 500 per child; each child writes the body
 about to review to a file first, so a crash leaves the culprit behind. The parent runs
 children with new seeds until the time is up and prints the crashes.
 
-    .venv/bin/python scripts/fuzz_crash.py SECONDS [FIRST_SEED]   (culprits in $TMPDIR/deployguard-fuzz)
+    .venv/bin/python scripts/fuzz_crash.py SECONDS [FIRST_SEED]   (culprits in $TMPDIR/deployguard-fuzz:
+    last-SEED.json for a crash, error-SEED-N.json for a review that ended in an engine error)
 
 It found the crash that admission.max_string_bytes now prevents (a ~27,000-character
 container name; every seed crashed within 500 reviews before the limit).
@@ -126,6 +127,7 @@ async def child(seed: int, count: int) -> None:
             outcome = await reviewer.review(parse_review(orjson.loads(body)))
             if "rego-cpp" in outcome.decision.message:
                 errors += 1
+                (OUT / f"error-{seed}-{i}.json").write_bytes(body)
         except BadReview:
             pass
     last.unlink()

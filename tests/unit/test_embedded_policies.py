@@ -106,6 +106,40 @@ async def test_a_release_id_with_backslashes_is_decided_not_an_engine_error(
     assert decision["deny"] == [] and [f["rule"] for f in decision["warn"]] == [], decision
 
 
+_BLOCKED = {"windows": {"status": "ok", "blocking": [], "inside_allowed": False, "allowed_windows": ["weekdays"],
+                        "opens_at_text": "Mon 09:00 UTC"}}  # fmt: skip
+_REJECTED = {"break_glass": {"present": True, "valid": False, "template_hash": "sha256:ab", "error": "expired"}}
+
+
+@pytest.mark.parametrize("name", ["we\\u/b", "\\/", "日/", 'a"b'])
+@pytest.mark.parametrize(("facts", "rule"), [(_REJECTED, "break_glass"), (_BLOCKED, "change_freeze")])
+async def test_a_name_that_is_not_printable_shows_as_a_placeholder_in_the_sign_command(
+    policies_dir: Path, name: str, facts: dict[str, Any], rule: str
+) -> None:
+    """Only a client that bypasses the API server's validation sends such a name (found by
+    fuzzing): rego-cpp's sprintf failed on `\\u/` ("stoul"), so the change was denied as an
+    engine error, and a quote would have broken the output. The rule decides; the fix says NAME."""
+    engine = EmbeddedEngine()
+    await engine.load(load_bundle(policies_dir))
+    image = {"container": "web", "container_type": "container", "image": "nginx@sha256:" + "a" * 64,
+             "ref": {"valid": True, "error": "", "registry": "docker.io", "repository": "library/nginx", "tag": "",
+                     "digest": "sha256:" + "a" * 64, "pinned": True, "name": "docker.io/library/nginx",
+                     "normalized": "docker.io/library/nginx@sha256:" + "a" * 64}}  # fmt: skip
+    policy_input = {"request": {"operation": "UPDATE", "dry_run": False, "group": "apps", "version": "v1",
+                                "kind": "Deployment", "namespace": "shop", "name": name,
+                                "user": {"username": "alice", "groups": []}},
+                    "workload": {"kind": "Deployment", "labels": {"app.kubernetes.io/version": "1"}, "annotations": {},
+                                 "template_labels": {}, "template_annotations": {}, "replicas": 1},
+                    "change": {"type": "rollout"}, "images": [image],
+                    "facts": {"break_glass": {"present": False, "valid": False, "template_hash": "sha256:ab"},
+                              **facts}}  # fmt: skip
+    decision = await engine.evaluate(policy_input)
+    assert [f["rule"] for f in decision["deny"]] == [rule], decision
+    assert "deployguard break-glass sign --namespace shop --kind Deployment --name NAME --template-hash sha256:ab" in (
+        decision["deny"][0]["fix"]
+    )
+
+
 def test_an_error_tree_reported_as_ok_is_an_engine_error_with_rego_cpps_reason() -> None:
     text = "(error\n  (errormsg 23:Invalid escape sequence)\n  (errorast\n    (rego-input ...)))"
     with pytest.raises(EngineError, match=r"could not evaluate the decision: Invalid escape sequence \(a built-in"):

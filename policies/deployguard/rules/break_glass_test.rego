@@ -42,3 +42,12 @@ test_a_scale_names_no_token_to_record if {
 	d := _bg_decide("scale", {"present": true, "valid": true, "id": "a1b2", "ticket": "INC-7", "reason": "hotfix", "approvers": ["alice"], "approved_by": "alice", "expires": "2026-11-27T20:00:00Z", "template_hash": "sha256:ab"})
 	not d.annotations["break-glass-token"]
 }
+
+# A name that is not printable ASCII shows as NAME: tested through the engine's input in
+# tests/unit/test_embedded_policies.py (such a name set with object.union here leaves the
+# test undefined on rego-cpp).
+test_the_fix_names_the_sign_command_for_this_object if {
+	d := _bg_decide("rollout", {"present": true, "valid": false, "template_hash": "sha256:ab", "error": "expired"})
+	[f] := _bg_of(d, "deny", "break_glass")
+	f.fix == "ask approvers for a new token bound to this object and its pod template: deployguard break-glass sign --namespace shop --kind Deployment --name web --template-hash sha256:ab --reason ... --ticket ..."
+}

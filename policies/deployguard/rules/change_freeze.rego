@@ -62,7 +62,7 @@ _freeze_opens := concat("", ["deploys open again at ", _freeze_text(input.facts.
 
 # With the break-glass fact, the fix names the exact command an approver runs (the template
 # hash is the one deployguard computed from the object the API server sent).
-_freeze_fix := sprintf("wait until then, or ask the freeze's owner; rollbacks and scaling still pass, and an emergency change needs a break-glass approval: deployguard break-glass sign --namespace %s --kind %s --name %s --template-hash %s --reason ... --ticket ...", [input.request.namespace, input.request.kind, input.request.name, input.facts.break_glass.template_hash]) if {
+_freeze_fix := concat("", ["wait until then, or ask the freeze's owner; rollbacks and scaling still pass, and an emergency change needs a break-glass approval: ", lib.sign_command(input.facts.break_glass.template_hash)]) if {
 	is_string(input.facts.break_glass.template_hash)
 } else := "wait until then, or ask the freeze's owner; rollbacks and scaling still pass, and an emergency change needs a break-glass approval"
 

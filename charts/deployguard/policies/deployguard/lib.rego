@@ -92,6 +92,24 @@ subject := sprintf("%s %s/%s", [_kind, ns, _name]) if {
 
 _request := input.request
 
+# The command an approver runs to sign a break-glass token for this object, for fix
+# texts. The API server admits only valid names, but a client that reaches the webhook
+# directly may send anything, and rego-cpp's sprintf fails on some backslash sequences
+# (`\u/` gives "stoul"): a field that is not printable ASCII shows as a placeholder.
+# concat, not sprintf: rego-cpp's sprintf prints a function's else value in quotes.
+sign_command(template_hash) := concat("", [
+	"deployguard break-glass sign --namespace ", _command_arg(_request.namespace, "NAMESPACE"),
+	" --kind ", _command_arg(_request.kind, "KIND"),
+	" --name ", _command_arg(_request.name, "NAME"),
+	" --template-hash ", _command_arg(template_hash, "HASH"),
+	" --reason ... --ticket ...",
+])
+
+_command_arg(value, placeholder) := value if {
+	is_string(value)
+	regex.match(`^[ !#-Z^-~\[\]]*$`, value)
+} else := placeholder
+
 _kind := k if {
 	k := _request.kind
 	not k == ""

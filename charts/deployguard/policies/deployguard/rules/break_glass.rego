@@ -16,5 +16,5 @@ violation contains {"message": msg, "fix": fix} if {
 	bg.valid == false
 	governance.is_rollout
 	msg := sprintf("the break-glass approval on %s was rejected: %s", [lib.subject, lib.quoted(lib.string_field(bg, "error"))])
-	fix := sprintf("ask approvers for a new token bound to this object and its pod template: deployguard break-glass sign --namespace %s --kind %s --name %s --template-hash %s --reason ... --ticket ...", [input.request.namespace, input.request.kind, input.request.name, lib.string_field(bg, "template_hash")])
+	fix := concat("", ["ask approvers for a new token bound to this object and its pod template: ", lib.sign_command(lib.string_field(bg, "template_hash"))])
 }
