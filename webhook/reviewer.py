@@ -22,7 +22,7 @@ from webhook.decision import Decision, decide, engine_failure, parse_findings
 from webhook.engines import PolicyEngine
 from webhook.errors import EngineError
 from webhook.facts import FactGatherer, gather_facts
-from webhook.input_limits import string_over_limit, template_over_limits
+from webhook.input_limits import entries_over_limit, string_over_limit, template_over_limits
 from webhook.memo import DecisionMemo, memo_key
 from webhook.observe.audit_record import decision_record, rejection_record
 from webhook.observe.decision_log import DecisionLog
@@ -109,6 +109,7 @@ class Reviewer:
                 max_containers=self._admission.max_containers,
                 max_image_chars=self._admission.max_image_reference_chars,
             )
+            or entries_over_limit(request, template, self._admission.max_map_entries)
         ) is not None:
             decision = decide(
                 decision_id=decision_id,
