@@ -71,6 +71,12 @@ test_a_value_with_backslashes_counts if {
 	_release_findings("create", _with("annotations", {"name": "deployguard.io/release-id", "value": `C:\users\x \u0041`})) == []
 }
 
+# Unicode White_Space is blank on both engines (rego-cpp's own trim_space keeps it).
+test_unicode_spaces_are_blank if {
+	count(_release_findings("create", _with("annotations", {"name": "deployguard.io/release-id", "value": "　  "}))) == 1
+	_release_findings("create", _with("annotations", {"name": "deployguard.io/release-id", "value": " 1.4.2 "})) == []
+}
+
 test_label_key_as_annotation_does_not_count if {
 	# Labels and annotations are separate lists: a label key set as annotation is not enough.
 	count(_release_findings("create", _with("annotations", {"name": "app.kubernetes.io/version", "value": "1.4.2"}))) == 1
