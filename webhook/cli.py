@@ -273,8 +273,9 @@ def policy_test(
     directory = policies or default_policy_dir()
     try:
         bundle = load_bundle(directory)
-        # In a child first: a module that crashes rego-cpp is reported (PolicyLoadError), not an abort here.
-        asyncio.run(compile_in_child(bundle))
+        # In a child first, tests included: a module that crashes rego-cpp is reported
+        # (PolicyLoadError), not an abort here.
+        asyncio.run(compile_in_child(replace(bundle, modules=bundle.modules + bundle.tests, tests=())))
         results = run_tests(bundle)
     except DeployguardError as exc:
         raise _fail(str(exc), 1) from None

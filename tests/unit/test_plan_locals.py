@@ -209,3 +209,22 @@ async def test_a_revision_that_crashes_rego_cpp_is_refused_and_the_served_one_st
         await engine.load(crashing)
     assert engine.revision == bundle.revision
     assert engine.evaluate_sync(FULL_INPUT)["deny"]
+
+
+async def test_a_plan_that_aborts_rego_cpp_when_loaded_back_serves_as_compiled(
+    policies_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """rego-cpp compiles, decides with and saves a module holding a literal "\\u0085", then aborts
+    loading the saved plan back. The child loads it first, so the plan serves as compiled here
+    (before, loading it aborted this test process)."""
+    monkeypatch.setattr(renumbering, "_renumbered_plans", {})
+    bundle = load_bundle(policies_dir)
+    module = 'package deployguard.escaped\n\nimport rego.v1\n\nnote := "a\\u0085b"\n'
+    escaped = dataclasses.replace(
+        bundle, revision="escaped", modules=(*bundle.modules, ("deployguard/escaped.rego", module))
+    )
+    engine = EmbeddedEngine()
+    with caplog.at_level("INFO", logger="deployguard.engine"):
+        await engine.load(escaped)
+    assert "kept as compiled" in caplog.text and "Invalid escape sequence" in caplog.text
+    assert engine.revision == "escaped" and engine.evaluate_sync(FULL_INPUT)["deny"]

@@ -174,3 +174,15 @@ def test_policy_test_reports_a_module_that_crashes_rego_cpp(tmp_path: Path, poli
     result = runner.invoke(app, ["policy", "test", "--policies", str(policies)])
     assert result.exit_code == 1
     assert "crashed rego-cpp (SIGABRT)" in result.output
+
+
+def test_policy_test_reports_a_test_file_that_crashes_rego_cpp(tmp_path: Path, policies_dir: Path) -> None:
+    """Test files go through the child too (they are compiled here only after it)."""
+    from tests.integration.test_serve_https import CRASHING_RULE
+
+    policies = tmp_path / "policies"
+    shutil.copytree(policies_dir, policies)
+    (policies / "deployguard/rules/crash_test.rego").write_text(CRASHING_RULE)
+    result = runner.invoke(app, ["policy", "test", "--policies", str(policies)])
+    assert result.exit_code == 1
+    assert "crashed rego-cpp (SIGABRT)" in result.output

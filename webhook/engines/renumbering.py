@@ -14,9 +14,11 @@ loaded plan passes rego-cpp's checks.
 
 The save runs in a short-lived child (``python -m webhook.engines.renumbering SPEC
 OUT``): rego-cpp's save keeps ~13 MB of its allocator's memory for the life of a
-process, and a crash in it must not take the webhook down. The serving process awaits
-it without blocking its event loop, loads the result and serves it only when it decides
-the probe input as the compiled plan does; on any other failure the compiled plan serves.
+process, and a crash in it must not take the webhook down. The child also loads the
+saved plan and decides the probe input with it (loading can abort where compiling did
+not); the serving process awaits it without blocking its event loop, loads the result
+and serves it only when it decides the probe input as the compiled plan does; on any
+other failure the compiled plan serves.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def main(argv: list[str]) -> int:
     bundle = PolicyBundle(revision=spec["revision"], modules=modules, tests=(), data=spec["data"])
     try:
         compiled = compile_bundle(bundle)
-        _evaluate(_interpreter(), compiled, PROBE_INPUT)
+        probe = _evaluate(_interpreter(), compiled, PROBE_INPUT)
     except (PolicyLoadError, EngineError) as exc:
         print(f"not compiled: {exc}", file=sys.stderr)  # the serving process finds and reports the same
         return 4
@@ -171,6 +173,11 @@ def main(argv: list[str]) -> int:
         before, after = save_renumbered(compiled, out)
     except UnsupportedPlan as exc:
         print(f"not renumbered: {exc}", file=sys.stderr)
+        return 3
+    # Loaded here first, as the serving process will load it: rego-cpp aborts loading a saved
+    # plan with some string escapes (a literal "\u0085" in a module) that compiled fine.
+    if renumbered_if_equal(_interpreter().load_bundle(out), compiled, probe) is compiled:
+        print("not renumbered: the renumbered plan decides the probe input differently", file=sys.stderr)
         return 3
     print(f"frame of {before} -> {after} locals")
     return 0
