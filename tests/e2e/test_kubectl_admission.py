@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.controlplane import WEBHOOK_NAMESPACE, DeployguardServer, Kubectl
 from tests.e2e.denials import TAG_ONLY, assert_digest_denial, reason
@@ -43,6 +44,21 @@ def test_tag_only_image_is_denied_with_an_actionable_reason(kubectl: Kubectl, na
     assert result.returncode == 1, result
     assert result.stderr.startswith('Error from server (Forbidden): error when creating "STDIN"'), result
     assert_digest_denial(result.stderr, subject=f"Deployment {namespace}/web")
+    assert not kubectl.exists("deployment", "web", namespace)
+
+
+def test_a_deployment_with_too_many_annotations_is_denied_naming_the_limit(kubectl: Kubectl, namespace: str) -> None:
+    """admission.max_map_entries (512), checked before anything else: the API server lets
+    thousands of small annotations through (256 KiB in all)."""
+    manifest = workload("Deployment", PINNED, namespace=namespace)
+    manifest["metadata"]["annotations"] = {f"note-{i}.example.com/x": "seen" for i in range(600)}
+    result = kubectl("create", "-f", "-", stdin=yaml.safe_dump(manifest))  # apply would add one more
+
+    assert result.returncode == 1, result
+    assert "[input_limits] the Deployment's annotations hold 600 entries; deployguard evaluates at most 512 " in (
+        result.stderr
+    ), result
+    assert "Fix: remove entries nothing reads, or raise admission.max_map_entries" in result.stderr, result
     assert not kubectl.exists("deployment", "web", namespace)
 
 
