@@ -49,9 +49,11 @@ class ServedDeployguard:
 
 
 @contextmanager
-def serve_deployguard(workdir: Path, policies: Path = REPO / "policies") -> Iterator[ServedDeployguard]:
+def serve_deployguard(
+    workdir: Path, policies: Path = REPO / "policies", config: Path | None = None
+) -> Iterator[ServedDeployguard]:
     """`deployguard serve --dev-certs` on a free loopback port, the repository's policies (or
-    ``policies``), a decision log."""
+    ``policies``), a decision log, and settings from ``config`` if given."""
     port = free_port()
     deployguard = Path(sys.executable).parent / "deployguard"
     certs = workdir / "certs/dev"
@@ -59,7 +61,8 @@ def serve_deployguard(workdir: Path, policies: Path = REPO / "policies") -> Iter
         "deployguard",
         [str(deployguard), "serve", "--dev-certs", "--port", str(port), "--host", "127.0.0.1",
          "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
-         "--policies", str(policies), "--decision-log", str(workdir / "decisions.jsonl")],
+         "--policies", str(policies), "--decision-log", str(workdir / "decisions.jsonl"),
+         *(["--config", str(config)] if config else [])],
         workdir, env={"PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     served = ServedDeployguard(process, port, workdir)

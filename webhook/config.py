@@ -99,6 +99,12 @@ class ServerSettings:
     max_connection_age_seconds: float = 60.0
     # Answers per keep-alive connection, the same way (nginx's keepalive_requests). 0: no limit.
     max_requests_per_connection: int = 0
+    # A request must arrive whole within this many seconds of its first byte (or of the
+    # connection's opening); slower ones are cut (slowloris). The API server sends at once. 0: no limit.
+    request_read_timeout_seconds: float = 10.0
+    # Request-body bytes one process holds while receiving them, all connections together;
+    # beyond, a request gets 503. At least admission.max_body_bytes. 0: no limit.
+    max_receiving_body_bytes: int = 32 * 1024 * 1024
     # A plain-HTTP port answering GET /healthz and /readyz only (webhook/probes.py), for the
     # kubelet's probes when client_ca_file makes the TLS port demand a client certificate.
     # 0: none.
@@ -353,6 +359,14 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError("server.max_requests_per_connection must be 0 (no limit) or more")
     if not settings.server.max_connection_age_seconds >= 0:
         raise ConfigError("server.max_connection_age_seconds must be 0 (no limit) or more")
+    if not settings.server.request_read_timeout_seconds >= 0:
+        raise ConfigError("server.request_read_timeout_seconds must be 0 (no limit) or more")
+    receiving = settings.server.max_receiving_body_bytes
+    if receiving and receiving < settings.admission.max_body_bytes:
+        raise ConfigError(
+            f"server.max_receiving_body_bytes ({receiving}) must be 0 (no limit) or at least "
+            f"admission.max_body_bytes ({settings.admission.max_body_bytes}), or a body of the allowed size never fits"
+        )
     if settings.admission.max_map_entries < 0:
         raise ConfigError("admission.max_map_entries must be 0 (no limit) or more")
     if settings.policy.engine not in ("embedded", "opa"):

@@ -13,17 +13,25 @@ land on another replica (kube-proxy places connections, not requests). An API se
 under steady load keeps reusing a handful of connections, which would otherwise keep a
 replica added later idle. With several workers, a worker holding more than its share of
 the connections closes one the same way (see ``webhook.connection_share``).
+
+A request must also arrive whole within ``read_timeout`` seconds of its first byte (or
+of the connection's opening): ``close_slow_requests``, run every second while serving,
+closes connections that trickle a request (slowloris) or open and send nothing. The API
+server sends each request at once; uvicorn itself times out only idle keep-alives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from webhook.connection_share import ConnectionShare
+
+log = logging.getLogger("deployguard.http")
 
 
 class CoalescingTransport:
@@ -83,6 +91,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.requests_seen = 0
         self.leaving = False
         self.opened_at = self.loop.time()
+        # When the request being received began (here: the connection, until its first one);
+        # None while no request is incomplete. Read by close_slow_requests.
+        self.receiving_since: float | None = self.opened_at
         if self.share is not None:
             self.share.opened()
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -91,6 +102,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self.share is not None:
             self.share.closed(left=self.leaving)
         super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.receiving_since is None:
+            self.receiving_since = self.loop.time()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.receiving_since = None
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -116,6 +136,24 @@ def rotating_protocol(
     (several workers) whenever this worker holds more than its share of connections."""
     attributes = {"max_requests": max_requests, "max_age": max_age, "share": share}
     return type("RotatingHttpToolsProtocol", (CoalescingHttpToolsProtocol,), attributes)
+
+
+def close_slow_requests(server: uvicorn.Server, read_timeout: float) -> int:
+    """Close ``server``'s connections whose request has not arrived whole within ``read_timeout``
+    seconds (including connections that sent nothing since they opened). Returns how many."""
+    closed = 0
+    for connection in list(server.server_state.connections):
+        since = getattr(connection, "receiving_since", None)
+        transport = getattr(connection, "transport", None)
+        if since is None or transport is None or transport.is_closing():
+            continue
+        if connection.loop.time() - since > read_timeout:
+            transport.abort()  # not close(): a TLS close waits for the stalled peer's close_notify
+            closed += 1
+    if closed:
+        log.info("closed %d connection(s) whose request did not arrive whole within %g s "
+                 "(server.request_read_timeout_seconds)", closed, read_timeout)  # fmt: skip
+    return closed
 
 
 def close_open_connections(server: uvicorn.Server) -> int:

@@ -17,7 +17,7 @@ from webhook.connection_share import ConnectionShare
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_committers, build_gatherers
-from webhook.http_protocol import close_open_connections, rotating_protocol
+from webhook.http_protocol import close_open_connections, close_slow_requests, rotating_protocol
 from webhook.observe.decision_log import DecisionLog
 from webhook.observe.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
@@ -60,6 +60,13 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return uvloop.new_event_loop
 
 
+async def cut_slow_requests(server: uvicorn.Server, read_timeout: float) -> None:
+    """Every second, close connections whose request is overdue (see close_slow_requests)."""
+    while True:
+        await asyncio.sleep(1.0)
+        close_slow_requests(server, read_timeout)
+
+
 def serve_forever(
     settings: Settings, sockets: list[socket.socket] | None = None, share: ConnectionShare | None = None
 ) -> None:
@@ -100,6 +107,9 @@ async def run_server(
         tasks = [asyncio.create_task(store.watch())]
         tasks += [asyncio.create_task(r.watch()) for r in reloader_box]
         tasks += [asyncio.create_task(task()) for task in observability.tasks]
+        if server_cfg.request_read_timeout_seconds:
+            # `server` is made below; this runs at start-up, inside server.serve()
+            tasks.append(asyncio.create_task(cut_slow_requests(server, server_cfg.request_read_timeout_seconds)))
         # Committers' upkeep while serving (the break-glass ledger drops records of expired tokens).
         upkeep = [m for c in reviewer.committers if callable(m := getattr(c, "maintain", None))]
         tasks += [asyncio.create_task(maintain()) for maintain in upkeep]
@@ -120,7 +130,8 @@ async def run_server(
                 close()
 
     app = create_app(reviewer, store, max_body_bytes=settings.admission.max_body_bytes,
-                     max_json_depth=settings.admission.max_json_depth, lifespan_tasks=background,
+                     max_json_depth=settings.admission.max_json_depth,
+                     max_receiving_body_bytes=server_cfg.max_receiving_body_bytes, lifespan_tasks=background,
                      metrics=observability.metrics,
                      mutator=build_mutator(settings, reviewer.gatherers))  # fmt: skip
     config = uvicorn.Config(

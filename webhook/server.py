@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.admission import parse_review
+from webhook.body_budget import BodyBudget
 from webhook.errors import BadReview
 from webhook.input_limits import ORJSON_MAX_DEPTH, exceeds_depth
 from webhook.observe.metrics import MetricsEndpoint, observe_parse
@@ -83,9 +84,10 @@ def _content_length(scope: Scope) -> bytes | None:
     return None
 
 
-async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_asgi_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudget | None = None) -> bytes:
     """The request body straight from ASGI messages, refusing more than ``limit`` bytes without
-    reading it all (the declared Content-Length first, then what actually arrives)."""
+    reading it all (the declared Content-Length first, then what actually arrives), and a body
+    that would take the process's bodies being received past ``budget`` (503)."""
     declared = _content_length(scope)
     if declared is not None:
         try:
@@ -95,28 +97,41 @@ async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if size > limit:
             raise BadReview(f"the body is {size} bytes; the limit is {limit} (admission.max_body_bytes)", status=413)
     chunks: list[bytes] = []
-    total = 0
-    while True:
-        message: MutableMapping[str, Any] = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise BadReview(
-                f"the body is larger than the limit of {limit} bytes (admission.max_body_bytes)", status=413
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    total = taken = 0  # bytes received; bytes counted against the budget
+    try:
+        while True:
+            message: MutableMapping[str, Any] = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise BadReview(
+                    f"the body is larger than the limit of {limit} bytes (admission.max_body_bytes)", status=413
+                )
+            if budget is not None and not budget.take(len(chunk)):
+                raise BadReview(
+                    f"deployguard is receiving {budget.in_use:,} bytes of other requests' bodies, its limit "
+                    f"(server.max_receiving_body_bytes); retry",
+                    status=503,
+                )
+            taken += len(chunk) if budget is not None else 0
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        if budget is not None:
+            budget.give_back(taken)
 
 
 class ValidateFastPath:
     """``POST /validate`` without FastAPI's router; every other request goes on to ``app``."""
 
-    def __init__(self, app: ASGIApp, reviewer: Reviewer, *, max_body_bytes: int, max_json_depth: int) -> None:
+    def __init__(
+        self, app: ASGIApp, reviewer: Reviewer, *, max_body_bytes: int, max_json_depth: int, budget: BodyBudget
+    ) -> None:
         self.app, self._reviewer = app, reviewer
-        self._max_body_bytes, self._max_json_depth = max_body_bytes, max_json_depth
+        self._max_body_bytes, self._max_json_depth, self._budget = max_body_bytes, max_json_depth, budget
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/validate" or scope["method"] != "POST":
@@ -125,7 +140,7 @@ class ValidateFastPath:
         try:
             status, payload = await answer_validate(
                 self._reviewer,
-                lambda: read_asgi_body(scope, receive, self._max_body_bytes),
+                lambda: read_asgi_body(scope, receive, self._max_body_bytes, self._budget),
                 self._max_json_depth,
             )
         except ClientGone:
@@ -148,11 +163,13 @@ def create_app(
     *,
     max_body_bytes: int,
     max_json_depth: int = 128,
+    max_receiving_body_bytes: int = 0,
     lifespan_tasks: Callable[[], AsyncIterator[None]] | None = None,
     metrics: MetricsEndpoint | None = None,
     mutator: Mutator | None = None,
 ) -> ValidateFastPath:
     """Build the ASGI app; ``lifespan_tasks`` runs background work (reloaders) while serving."""
+    budget = BodyBudget(max_receiving_body_bytes)  # one per process, shared by every route that reads a body
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -168,7 +185,7 @@ def create_app(
     async def validate(request: Request) -> Response:
         """Documents /validate in the OpenAPI schema; calls are answered by ValidateFastPath."""
         status, payload = await answer_validate(
-            reviewer, lambda: read_asgi_body(request.scope, request.receive, max_body_bytes), max_json_depth
+            reviewer, lambda: read_asgi_body(request.scope, request.receive, max_body_bytes, budget), max_json_depth
         )
         return ORJSONResponse(payload, status_code=status)
 
@@ -179,7 +196,9 @@ def create_app(
             """Optional (images.mutate_enabled): pins verified tags to tag@digest; never denies."""
             try:
                 review = parse_review(
-                    decode_json(await read_asgi_body(request.scope, request.receive, max_body_bytes), max_json_depth)
+                    decode_json(
+                        await read_asgi_body(request.scope, request.receive, max_body_bytes, budget), max_json_depth
+                    )
                 )
             except BadReview as exc:
                 return ORJSONResponse({"error": exc.reason}, status_code=exc.status)
@@ -201,4 +220,4 @@ def create_app(
         ok, body = await readiness(reviewer, store)
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    return ValidateFastPath(app, reviewer, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth)
+    return ValidateFastPath(app, reviewer, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth, budget=budget)

@@ -1,0 +1,111 @@
+"""Slow and greedy clients against a real `deployguard serve`: cut by the read deadline, held to
+the body budget, and the service answers everyone else meanwhile and recovers by itself.
+
+Settings made small so that the test is quick: requests must arrive whole within 1 s
+(server.request_read_timeout_seconds), bodies up to 200,000 bytes each
+(admission.max_body_bytes) and 300,000 bytes being received at once (server.max_receiving_body_bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.factories import admission_review, workload
+from tests.served import ServedDeployguard, serve_deployguard
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+admission:
+  max_body_bytes: 200000
+server:
+  request_read_timeout_seconds: 1
+  max_receiving_body_bytes: 300000
+"""
+REVIEW = json.dumps(admission_review(workload(), uid="meanwhile")).encode()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDeployguard]:
+    workdir = tmp_path_factory.mktemp("slow")
+    (workdir / "config.yaml").write_text(CONFIG)
+    with serve_deployguard(workdir, config=workdir / "config.yaml") as running:
+        yield running
+
+
+def _connect(served: ServedDeployguard) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(served.ca))
+    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", served.port)), server_hostname="localhost")
+    sock.settimeout(10)
+    return sock
+
+
+def _request(body: bytes, declared: int | None = None) -> bytes:
+    head = (f"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body) if declared is None else declared}\r\n\r\n")  # fmt: skip
+    return head.encode() + body
+
+
+def _closed_by_server(sock: ssl.SSLSocket) -> bool:
+    """Whether the server hung up (reading up to 10 s): end of stream or a reset, no answer."""
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+        return True
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /validate HTTP/1.1\r\nHost: localhost\r\n", _request(b'{"apiVersion"', 5000)],
+    ids=["nothing", "half the headers", "part of the body"],
+)
+def test_a_request_that_does_not_arrive_whole_in_time_is_cut(served: ServedDeployguard, sent: bytes) -> None:
+    """Slowloris: before the deadline, a connection held open this way was kept for ever."""
+    sock = _connect(served)
+    sock.sendall(sent)
+    started = time.monotonic()
+    assert _closed_by_server(sock)
+    assert time.monotonic() - started < 5  # the 1 s deadline, checked every second
+    assert served.post(REVIEW).status_code == 200  # everyone else is answered meanwhile
+    assert "did not arrive whole within 1 s (server.request_read_timeout_seconds)" in served.process.log_tail(80)
+
+
+def test_an_idle_keep_alive_connection_between_requests_is_not_cut_by_the_deadline(served: ServedDeployguard) -> None:
+    """The deadline runs while a request is being received; between requests uvicorn's keep-alive
+    timeout (5 s) applies, so a client pausing 2 s between requests keeps its connection."""
+    sock = _connect(served)
+    for _ in range(2):
+        sock.sendall(_request(REVIEW))
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        time.sleep(2)
+
+
+def test_bodies_beyond_the_budget_get_503_and_the_budget_comes_back(served: ServedDeployguard) -> None:
+    """Two stalled clients hold 290,000 bytes; the next body does not fit in 300,000 and is
+    answered 503 naming the setting (the API server then applies failurePolicy). Once the
+    deadline cuts the stalled ones, the same request is answered again."""
+    stalled = [_connect(served) for _ in range(2)]
+    for sock in stalled:
+        sock.sendall(_request(b" " * 145_000, declared=190_000))
+    time.sleep(0.3)  # the server has read what they sent
+    answer = served.post(b" " * 50_000 + REVIEW)
+    assert answer.status_code == 503, answer.text[:300]
+    assert "server.max_receiving_body_bytes" in answer.json()["error"]
+    assert all(_closed_by_server(sock) for sock in stalled)
+    # Their bytes come back when their handlers see the hang-up, a few loop turns after it.
+    deadline = time.monotonic() + 5
+    while (again := served.post(b" " * 50_000 + REVIEW)).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert again.status_code == 200, again.text[:300]
+
+
+def test_every_answered_request_left_one_decision_line(served: ServedDeployguard) -> None:
+    """Runs last: answered calls, the 503s among them, are in the decision log (cut ones were never answered)."""
+    assert len(served.decisions()) == served.sent + 2  # + the two keep-alive requests sent by hand
