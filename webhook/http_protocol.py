@@ -18,6 +18,13 @@ A request must also arrive whole within ``read_timeout`` seconds of its first by
 of the connection's opening): ``close_slow_requests``, run every second while serving,
 closes connections that trickle a request (slowloris) or open and send nothing. The API
 server sends each request at once; uvicorn itself times out only idle keep-alives.
+
+A request's head (URL and headers) is limited to ``MAX_HEAD_BYTES``: httptools sets no
+limit and uvicorn keeps every header, so 300 MB of headers sent in under a second took
+the process from 125 to 470 MB, and one endless header value or URL grows by repeated
+concatenation, blocking the loop longer with every chunk. The API server's heads are
+about 1 KB. Counted as bytes arrive, so the parser never holds more than the limit and
+one read.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from webhook.connection_share import ConnectionShare
 
 log = logging.getLogger("deployguard.http")
+MAX_HEAD_BYTES = 64 * 1024  # URL and headers of one request (Go's net/http allows 1 MB, nginx 32 KB)
 
 
 class CoalescingTransport:
@@ -94,6 +102,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # When the request being received began (here: the connection, until its first one);
         # None while no request is incomplete. Read by close_slow_requests.
         self.receiving_since: float | None = self.opened_at
+        # Bytes received while a request's head is incomplete (see MAX_HEAD_BYTES); -1 in a body.
+        self.head_bytes = 0
         if self.share is not None:
             self.share.opened()
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -108,11 +118,26 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self.receiving_since is None:
             self.receiving_since = self.loop.time()
 
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused below: what else arrives is not parsed
+        in_head = self.head_bytes >= 0
+        if in_head:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        # Still in a head after the parser had it all: the URL and headers alone are too long.
+        # (A chunk that finished the head counts whole, body and all, but ends the head too.)
+        if in_head and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            log.info("refused a request whose URL and headers were over %d bytes", MAX_HEAD_BYTES)
+            self.send_400_response(f"the request's URL and headers are over {MAX_HEAD_BYTES} bytes")
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.receiving_since = None
+        self.head_bytes = 0  # what comes next is the next request's head
 
     def on_headers_complete(self) -> None:
+        self.head_bytes = -1  # the body follows: not counted
         super().on_headers_complete()
         self.requests_seen += 1
         cycle: Any = self.cycle  # None before the first request's headers (uvicorn types it otherwise)

@@ -1,5 +1,6 @@
 """Slow and greedy clients against a real `deployguard serve`: cut by the read deadline, held to
-the body budget, and the service answers everyone else meanwhile and recovers by itself.
+the body budget and the head limit, and the service answers everyone else meanwhile and
+recovers by itself.
 
 Settings made small so that the test is quick: requests must arrive whole within 1 s
 (server.request_read_timeout_seconds), bodies up to 200,000 bytes each
@@ -104,6 +105,31 @@ def test_bodies_beyond_the_budget_get_503_and_the_budget_comes_back(served: Serv
     while (again := served.post(b" " * 50_000 + REVIEW)).status_code == 503 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert again.status_code == 200, again.text[:300]
+
+
+@pytest.mark.parametrize("where", ["headers", "url"])
+def test_a_request_head_over_64_kib_is_refused_with_the_reason(served: ServedDeployguard, where: str) -> None:
+    """httptools sets no limit and uvicorn kept every header: 300 MB of headers, sent in under a
+    second, took the process from 125 to 470 MB (the chart's limit is 512 MiB)."""
+    sock = _connect(served)
+    if where == "headers":
+        sock.sendall(b"POST /validate HTTP/1.1\r\nHost: localhost\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n")
+    else:
+        sock.sendall(b"POST /validate?" + b"a" * 70_000)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert answer.endswith(b"the request's URL and headers are over 65536 bytes"), answer[-300:]
+    assert served.post(REVIEW).status_code == 200
+
+
+def test_a_head_below_the_limit_is_answered(served: ServedDeployguard) -> None:
+    sock = _connect(served)
+    padded = b"Host: localhost\r\nX-Pad: " + b"a" * 60_000 + b"\r\n"
+    sock.sendall(_request(REVIEW).replace(b"Host: localhost\r\n", padded))
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    served.sent += 1  # a decision like the others
 
 
 def test_every_answered_request_left_one_decision_line(served: ServedDeployguard) -> None:
