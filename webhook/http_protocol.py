@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import uvicorn
@@ -163,11 +164,11 @@ def rotating_protocol(
     return type("RotatingHttpToolsProtocol", (CoalescingHttpToolsProtocol,), attributes)
 
 
-def close_slow_requests(server: uvicorn.Server, read_timeout: float) -> int:
-    """Close ``server``'s connections whose request has not arrived whole within ``read_timeout``
-    seconds (including connections that sent nothing since they opened). Returns how many."""
+def close_slow_requests(connections: Iterable[Any], read_timeout: float) -> int:
+    """Close those of ``connections`` (a server state's) whose request has not arrived whole
+    within ``read_timeout`` seconds, or that sent nothing since they opened. Returns how many."""
     closed = 0
-    for connection in list(server.server_state.connections):
+    for connection in list(connections):
         since = getattr(connection, "receiving_since", None)
         transport = getattr(connection, "transport", None)
         if since is None or transport is None or transport.is_closing():

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import uvicorn
 from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from webhook.http_protocol import CoalescingHttpToolsProtocol
 from webhook.observe.metrics import MetricsEndpoint
 from webhook.policy_store import PolicyStore
 from webhook.reviewer import Reviewer
@@ -72,18 +72,22 @@ class ProbeApp:
 
 
 async def start_probe_listener(
-    app: ProbeApp, host: str, port: int, sock: socket.socket | None = None
+    app: ProbeApp, host: str, port: int, sock: socket.socket | None = None, state: ServerState | None = None
 ) -> asyncio.AbstractServer:
     """Listen for probes on ``host:port`` (or on ``sock``, a worker's SO_REUSEPORT socket).
 
-    Built from uvicorn's HTTP protocol without a ``uvicorn.Server``: the webhook's own
-    server owns the signal handling and the shutdown, and closes this listener then.
+    Built from the webhook's HTTP protocol (its head limit; ``state`` holds the connections,
+    for the read deadline) without a ``uvicorn.Server``: the webhook's own server owns the
+    signal handling and the shutdown, and closes this listener then.
     """
     config = uvicorn.Config(
-        app, host=host, port=port, http=HttpToolsProtocol, lifespan="off", log_level="warning", access_log=False
-    )
+        app, host=host, port=port, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="warning",
+        access_log=False,
+    )  # fmt: skip
     config.load()
-    factory = functools.partial(HttpToolsProtocol, config=config, server_state=ServerState(), app_state={})
+    factory = functools.partial(
+        CoalescingHttpToolsProtocol, config=config, server_state=state or ServerState(), app_state={}
+    )
     loop = asyncio.get_running_loop()
     if sock is not None:
         return await loop.create_server(factory, sock=sock)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import uvicorn
+from uvicorn.server import ServerState
 
 from webhook.config import Settings
 from webhook.connection_share import ConnectionShare
@@ -60,11 +61,12 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return uvloop.new_event_loop
 
 
-async def cut_slow_requests(server: uvicorn.Server, read_timeout: float) -> None:
+async def cut_slow_requests(states: list[ServerState], read_timeout: float) -> None:
     """Every second, close connections whose request is overdue (see close_slow_requests)."""
     while True:
         await asyncio.sleep(1.0)
-        close_slow_requests(server, read_timeout)
+        for state in states:
+            close_slow_requests(state.connections, read_timeout)
 
 
 def serve_forever(
@@ -109,7 +111,8 @@ async def run_server(
         tasks += [asyncio.create_task(task()) for task in observability.tasks]
         if server_cfg.request_read_timeout_seconds:
             # `server` is made below; this runs at start-up, inside server.serve()
-            tasks.append(asyncio.create_task(cut_slow_requests(server, server_cfg.request_read_timeout_seconds)))
+            states = [server.server_state, probe_state]
+            tasks.append(asyncio.create_task(cut_slow_requests(states, server_cfg.request_read_timeout_seconds)))
         # Committers' upkeep while serving (the break-glass ledger drops records of expired tokens).
         upkeep = [m for c in reviewer.committers if callable(m := getattr(c, "maintain", None))]
         tasks += [asyncio.create_task(maintain()) for maintain in upkeep]
@@ -179,13 +182,14 @@ async def run_server(
     gc.collect()
     gc.freeze()
     server = uvicorn.Server(config)
+    probe_state = ServerState()  # the probe listener's connections, if it listens
     probes = None
     if server_cfg.probe_port:
         # with --workers each worker joins the probe port too (SO_REUSEPORT), like the main one
         probe_sock = reuseport_socket(server_cfg.host, server_cfg.probe_port) if sockets else None
         probe_metrics = observability.metrics if server_cfg.probe_port_metrics else None
         probes = await start_probe_listener(
-            ProbeApp(reviewer, store, probe_metrics), server_cfg.host, server_cfg.probe_port, probe_sock
+            ProbeApp(reviewer, store, probe_metrics), server_cfg.host, server_cfg.probe_port, probe_sock, probe_state
         )
         log.info("probes on http://%s:%d/readyz and /healthz", server_cfg.host, server_cfg.probe_port)
     try:

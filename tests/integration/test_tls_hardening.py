@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import socket
 import ssl
 import sys
 import time
@@ -220,3 +221,17 @@ def test_a_rotated_client_ca_is_trusted_and_the_old_one_is_not(served: Served) -
     assert _refused(served, served.context())  # a client certificate is still required
     with pytest.raises(ssl.SSLError):  # and TLS 1.2 is still the floor
         served.get("/healthz", _client_up_to(served, ssl.TLSVersion.TLSv1_1, client="apiserver-2"))
+
+
+def test_the_probe_port_has_the_head_limit_and_the_read_deadline(served: Served) -> None:
+    """Plain HTTP, so anyone who reaches it could try the TLS port's slow and greedy clients:
+    the same protocol (64 KiB heads) and the same sweep (10 s for a request to arrive whole)."""
+    idle = socket.create_connection(("127.0.0.1", served.probe_port), timeout=20)
+    greedy = socket.create_connection(("127.0.0.1", served.probe_port), timeout=10)
+    greedy.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000 + b"\r\n")
+    answer = b""
+    while chunk := greedy.recv(65536):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and answer.endswith(b"over 65536 bytes"), answer[:200]
+    assert served.probe("GET", "/healthz")[0] == 200
+    assert idle.recv(1) == b""  # closed by the server (the 20 s timeout here would raise)
