@@ -103,7 +103,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # When the request being received began (here: the connection, until its first one);
         # None while no request is incomplete. Read by close_slow_requests.
         self.receiving_since: float | None = self.opened_at
-        # Bytes received while a request's head is incomplete (see MAX_HEAD_BYTES); -1 in a body.
+        # Bytes received while a request's head is incomplete (see MAX_HEAD_BYTES); -1 in a
+        # body, -2 once refused.
         self.head_bytes = 0
         if self.share is not None:
             self.share.opened()
@@ -120,25 +121,29 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self.receiving_since = self.loop.time()
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
-            return  # refused below: what else arrives is not parsed
-        in_head = self.head_bytes >= 0
-        if in_head:
-            self.head_bytes += len(data)
+        head_bytes = self.head_bytes
+        if head_bytes < 0:  # in a body (the usual case), or refused: -2
+            if head_bytes == -1:
+                super().data_received(data)
+            return
+        self.head_bytes = head_bytes + len(data)
         super().data_received(data)
         # Still in a head after the parser had it all: the URL and headers alone are too long.
         # (A chunk that finished the head counts whole, body and all, but ends the head too.)
-        if in_head and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+        if self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self.head_bytes = -2  # what else arrives is not parsed
             log.info("refused a request whose URL and headers were over %d bytes", MAX_HEAD_BYTES)
             self.send_400_response(f"the request's URL and headers are over {MAX_HEAD_BYTES} bytes")
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.receiving_since = None
-        self.head_bytes = 0  # what comes next is the next request's head
+        if self.head_bytes != -2:
+            self.head_bytes = 0  # what comes next is the next request's head
 
     def on_headers_complete(self) -> None:
-        self.head_bytes = -1  # the body follows: not counted
+        if self.head_bytes != -2:
+            self.head_bytes = -1  # the body follows: not counted
         super().on_headers_complete()
         self.requests_seen += 1
         cycle: Any = self.cycle  # None before the first request's headers (uvicorn types it otherwise)

@@ -89,22 +89,29 @@ def entries_over_limit(request: AdmissionRequest, template: PodTemplate | None, 
     if max_entries <= 0 or request.obj is None:
         return None
     meta = metadata(request.obj)
-    maps: tuple[tuple[str, Any], ...] = (
-        (f"the {request.kind}'s labels", meta.get("labels")),
-        (f"the {request.kind}'s annotations", meta.get("annotations")),
-        ("the pod template's labels", template.labels if template else None),
-        ("the pod template's annotations", template.annotations if template else None),
-        ("the requester's groups", request.user.groups),
+    # Lengths first (this runs for every request); the place is named only for a finding.
+    counts = (
+        _count(meta.get("labels")),
+        _count(meta.get("annotations")),
+        _count(template.labels) if template else 0,
+        _count(template.annotations) if template else 0,
+        len(request.user.groups),
     )
-    for what, entries in maps:
-        if isinstance(entries, Mapping | list | tuple) and len(entries) > max_entries:
-            return Finding(
-                rule="input_limits",
-                message=f"{what} hold {len(entries):,} entries; deployguard evaluates at most {max_entries:,} "
-                "(admission.max_map_entries), so the request was not evaluated",
-                fix="remove entries nothing reads, or raise admission.max_map_entries if so many are intended",
-            )
-    return None
+    if max(counts) <= max_entries:
+        return None
+    places = (f"the {request.kind}'s labels", f"the {request.kind}'s annotations", "the pod template's labels",
+              "the pod template's annotations", "the requester's groups")  # fmt: skip
+    count, what = max(zip(counts, places, strict=True))
+    return Finding(
+        rule="input_limits",
+        message=f"{what} hold {count:,} entries; deployguard evaluates at most {max_entries:,} "
+        "(admission.max_map_entries), so the request was not evaluated",
+        fix="remove entries nothing reads, or raise admission.max_map_entries if so many are intended",
+    )
+
+
+def _count(entries: Any) -> int:
+    return len(entries) if isinstance(entries, dict | Mapping) else 0
 
 
 def string_over_limit(policy_input: Any, max_bytes: int) -> Finding | None:
