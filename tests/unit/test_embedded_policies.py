@@ -83,6 +83,23 @@ async def test_a_guard_on_one_argument_runs_before_a_built_in_on_another(policie
     assert 'tag "1.27" can be pushed again' in decision["deny"][0]["message"]
 
 
+def _pinned_deployment(
+    *, change: str = "create", name: str = "web", labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None, facts: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The policy input of a Deployment with one pinned image, as the reviewer builds it."""
+    image = {"container": "web", "container_type": "container", "image": "nginx@sha256:" + "a" * 64,
+             "ref": {"valid": True, "error": "", "registry": "docker.io", "repository": "library/nginx", "tag": "",
+                     "digest": "sha256:" + "a" * 64, "pinned": True, "name": "docker.io/library/nginx",
+                     "normalized": "docker.io/library/nginx@sha256:" + "a" * 64}}
+    return {"request": {"operation": "CREATE" if change == "create" else "UPDATE", "dry_run": False,
+                        "group": "apps", "version": "v1", "kind": "Deployment", "namespace": "shop", "name": name,
+                        "user": {"username": "alice", "groups": []}},
+            "workload": {"kind": "Deployment", "labels": labels or {}, "annotations": annotations or {},
+                         "template_labels": {}, "template_annotations": {}, "replicas": 1},
+            "change": {"type": change}, "images": [image], "facts": facts or {}}  # fmt: skip
+
+
 @pytest.mark.parametrize("release_id", ["C:\\users\\x", "git-4f2a\\u0041", '" \\ "'])
 async def test_a_release_id_with_backslashes_is_decided_not_an_engine_error(
     policies_dir: Path, release_id: str
@@ -91,18 +108,7 @@ async def test_a_release_id_with_backslashes_is_decided_not_an_engine_error(
     release_id rule decides such values without it: set, so no warning."""
     engine = EmbeddedEngine()
     await engine.load(load_bundle(policies_dir))
-    image = {"container": "web", "container_type": "container", "image": "nginx@sha256:" + "a" * 64,
-             "ref": {"valid": True, "error": "", "registry": "docker.io", "repository": "library/nginx", "tag": "",
-                     "digest": "sha256:" + "a" * 64, "pinned": True, "name": "docker.io/library/nginx",
-                     "normalized": "docker.io/library/nginx@sha256:" + "a" * 64}}  # fmt: skip
-    policy_input = {"request": {"operation": "CREATE", "dry_run": False, "group": "apps", "version": "v1",
-                                "kind": "Deployment", "namespace": "shop", "name": "web",
-                                "user": {"username": "alice", "groups": []}},
-                    "workload": {"kind": "Deployment", "labels": {},
-                                 "annotations": {"deployguard.io/release-id": release_id},
-                                 "template_labels": {}, "template_annotations": {}, "replicas": 1},
-                    "change": {"type": "create"}, "images": [image], "facts": {}}  # fmt: skip
-    decision = await engine.evaluate(policy_input)
+    decision = await engine.evaluate(_pinned_deployment(annotations={"deployguard.io/release-id": release_id}))
     assert decision["deny"] == [] and [f["rule"] for f in decision["warn"]] == [], decision
 
 
@@ -121,19 +127,9 @@ async def test_a_name_that_is_not_printable_shows_as_a_placeholder_in_the_sign_c
     engine error, and a quote would have broken the output. The rule decides; the fix says NAME."""
     engine = EmbeddedEngine()
     await engine.load(load_bundle(policies_dir))
-    image = {"container": "web", "container_type": "container", "image": "nginx@sha256:" + "a" * 64,
-             "ref": {"valid": True, "error": "", "registry": "docker.io", "repository": "library/nginx", "tag": "",
-                     "digest": "sha256:" + "a" * 64, "pinned": True, "name": "docker.io/library/nginx",
-                     "normalized": "docker.io/library/nginx@sha256:" + "a" * 64}}  # fmt: skip
-    policy_input = {"request": {"operation": "UPDATE", "dry_run": False, "group": "apps", "version": "v1",
-                                "kind": "Deployment", "namespace": "shop", "name": name,
-                                "user": {"username": "alice", "groups": []}},
-                    "workload": {"kind": "Deployment", "labels": {"app.kubernetes.io/version": "1"}, "annotations": {},
-                                 "template_labels": {}, "template_annotations": {}, "replicas": 1},
-                    "change": {"type": "rollout"}, "images": [image],
-                    "facts": {"break_glass": {"present": False, "valid": False, "template_hash": "sha256:ab"},
-                              **facts}}  # fmt: skip
-    decision = await engine.evaluate(policy_input)
+    absent = {"break_glass": {"present": False, "valid": False, "template_hash": "sha256:ab"}}
+    decision = await engine.evaluate(_pinned_deployment(
+        change="rollout", name=name, labels={"app.kubernetes.io/version": "1"}, facts={**absent, **facts}))
     assert [f["rule"] for f in decision["deny"]] == [rule], decision
     assert "deployguard break-glass sign --namespace shop --kind Deployment --name NAME --template-hash sha256:ab" in (
         decision["deny"][0]["fix"]

@@ -164,25 +164,14 @@ def test_check_record_case_writes_a_case_that_passes(tmp_path: Path, slim_polici
     assert "CASES PASS: 2/2" in replayed.output
 
 
-def test_policy_test_reports_a_module_that_crashes_rego_cpp(tmp_path: Path, policies_dir: Path) -> None:
-    """Checked in a child first: run here, rego-cpp would abort this test process."""
+@pytest.mark.parametrize("file_name", ["crash.rego", "crash_test.rego"])
+def test_policy_test_reports_a_module_that_crashes_rego_cpp(tmp_path: Path, policies_dir: Path, file_name: str) -> None:
+    """Checked in a child first, test files too: run here, rego-cpp would abort this test process."""
     from tests.integration.test_serve_https import CRASHING_RULE
 
     policies = tmp_path / "policies"
     shutil.copytree(policies_dir, policies)
-    (policies / "deployguard/rules/crash.rego").write_text(CRASHING_RULE)
-    result = runner.invoke(app, ["policy", "test", "--policies", str(policies)])
-    assert result.exit_code == 1
-    assert "crashed rego-cpp (SIGABRT)" in result.output
-
-
-def test_policy_test_reports_a_test_file_that_crashes_rego_cpp(tmp_path: Path, policies_dir: Path) -> None:
-    """Test files go through the child too (they are compiled here only after it)."""
-    from tests.integration.test_serve_https import CRASHING_RULE
-
-    policies = tmp_path / "policies"
-    shutil.copytree(policies_dir, policies)
-    (policies / "deployguard/rules/crash_test.rego").write_text(CRASHING_RULE)
+    (policies / "deployguard/rules" / file_name).write_text(CRASHING_RULE)
     result = runner.invoke(app, ["policy", "test", "--policies", str(policies)])
     assert result.exit_code == 1
     assert "crashed rego-cpp (SIGABRT)" in result.output
