@@ -343,6 +343,8 @@ BAD_VALUES = [
         "name the client CA's existingConfigMap or its existingSecret (one of them)",
     ),
     (["--set", "rbac.freezes=false"], "changeCalendar.watchKubernetes needs rbac.freezes"),
+    # deployguard would refuse to start: more than server.max_receiving_body_bytes (32 MiB) for one body
+    (["--set", "admission.maxBodyBytes=67108864"], "at '/admission/maxBodyBytes': maximum"),
 ]
 
 
