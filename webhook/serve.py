@@ -9,6 +9,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from uvicorn.server import ServerState
@@ -42,23 +43,43 @@ def ensure_dev_certificates(certfile: Path, keyfile: Path) -> Path:
     return paths.ca_cert
 
 
-def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory(choice: str, tls_handshake_timeout: float = 0) -> Callable[[], asyncio.AbstractEventLoop]:
     """The loop to serve on: uvloop when installed ("auto", uvicorn's own default), or as chosen.
 
     ``deployguard serve`` runs uvicorn inside its own ``asyncio.Runner``, so uvicorn's
     loop choice does not apply; without this the server ran on the pure-Python loop
-    and TLS, which costs about as much per request as deciding one from the memo."""
+    and TLS, which costs about as much per request as deciding one from the memo.
+    ``tls_handshake_timeout`` (seconds, 0: the loop's own 60 s) bounds every TLS handshake."""
     if choice not in ("auto", "asyncio", "uvloop"):
         raise ConfigError(f"server.event_loop must be auto, asyncio or uvloop, not {choice!r}")
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise ConfigError("server.event_loop is uvloop but uvloop is not installed (pip install uvloop)") from None
-        return None
-    return uvloop.new_event_loop
+    base: type[asyncio.AbstractEventLoop] = asyncio.SelectorEventLoop
+    if choice != "asyncio":
+        try:
+            import uvloop
+
+            base = uvloop.Loop
+        except ImportError:
+            if choice == "uvloop":
+                missing = "server.event_loop is uvloop but uvloop is not installed (pip install uvloop)"
+                raise ConfigError(missing) from None
+    return handshake_bounded(base, tls_handshake_timeout) if tls_handshake_timeout else base
+
+
+def handshake_bounded(base: type[asyncio.AbstractEventLoop], seconds: float) -> type[asyncio.AbstractEventLoop]:
+    """``base`` whose TLS servers drop a handshake unfinished after ``seconds``.
+
+    uvicorn has no setting for it and a connection joins its list (and our read deadline's
+    sweep) only once the handshake is done, so without this a client that connects and
+    sends nothing, or half a ClientHello, holds a socket for asyncio's default 60 s."""
+
+    class HandshakeBoundedLoop(base):  # type: ignore[valid-type,misc]
+        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:
+            if kwargs.get("ssl") is not None and kwargs.get("ssl_handshake_timeout") is None:
+                kwargs["ssl_handshake_timeout"] = seconds
+            server: asyncio.AbstractServer = await super().create_server(*args, **kwargs)
+            return server
+
+    return HandshakeBoundedLoop
 
 
 async def cut_slow_requests(states: list[ServerState], read_timeout: float) -> None:
@@ -73,7 +94,8 @@ def serve_forever(
     settings: Settings, sockets: list[socket.socket] | None = None, share: ConnectionShare | None = None
 ) -> None:
     """Run ``run_server`` to the end on the configured event loop (``serve`` and each worker)."""
-    with asyncio.Runner(loop_factory=event_loop_factory(settings.server.event_loop)) as runner:
+    loop_factory = event_loop_factory(settings.server.event_loop, settings.server.request_read_timeout_seconds)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(run_server(settings, sockets, share))
 
 

@@ -215,11 +215,13 @@ def test_metrics_count_every_decision_through_the_cached_children() -> None:
 
 
 def test_the_event_loop_setting() -> None:
-    assert event_loop_factory("asyncio") is None
     import uvloop  # uvicorn[standard] brings it
 
-    assert event_loop_factory("auto") is uvloop.new_event_loop
-    assert event_loop_factory("uvloop") is uvloop.new_event_loop
+    assert event_loop_factory("asyncio") is asyncio.SelectorEventLoop
+    assert event_loop_factory("auto") is uvloop.Loop
+    assert event_loop_factory("uvloop") is uvloop.Loop
+    assert issubclass(event_loop_factory("auto", tls_handshake_timeout=10), uvloop.Loop)  # type: ignore[arg-type]
+    assert issubclass(event_loop_factory("asyncio", tls_handshake_timeout=10), asyncio.SelectorEventLoop)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"server\.event_loop"):
         event_loop_factory("trio")
 
