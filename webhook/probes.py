@@ -82,7 +82,7 @@ async def start_probe_listener(
     """
     config = uvicorn.Config(
         app, host=host, port=port, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="warning",
-        access_log=False,
+        access_log=False, server_header=False,
     )  # fmt: skip
     config.load()
     factory = functools.partial(

@@ -173,6 +173,7 @@ async def run_server(
         ),
         log_level="warning",
         access_log=False,
+        server_header=False,  # no "server: uvicorn": nothing to tell a scanner which parser to try
         lifespan="on",
         timeout_graceful_shutdown=20,
     )

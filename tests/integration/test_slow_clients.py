@@ -138,6 +138,12 @@ def test_a_request_head_over_64_kib_is_refused_with_the_reason(served: ServedDep
     assert served.post(REVIEW).status_code == 200
 
 
+def test_answers_carry_no_server_banner(served: ServedDeployguard) -> None:
+    """uvicorn names itself in a `server` header by default; nothing to tell a scanner which parser to try."""
+    answer = served.post(REVIEW)
+    assert answer.status_code == 200 and "server" not in answer.headers
+
+
 def test_a_head_below_the_limit_is_answered(served: ServedDeployguard) -> None:
     sock = _connect(served)
     padded = b"Host: localhost\r\nX-Pad: " + b"a" * 60_000 + b"\r\n"

@@ -145,6 +145,7 @@ def test_prometheus_scrapes_the_probe_port_without_a_client_certificate(served: 
         conn.close()
     assert response.status == 200 and response.getheader("content-type", "").startswith("text/plain")
     assert "deployguard_policy_revision_info" in text
+    assert response.getheader("server") is None  # no software banner
 
 
 def test_a_client_certificate_from_another_ca_is_refused(served: Served) -> None:
