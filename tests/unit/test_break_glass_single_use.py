@@ -103,6 +103,17 @@ def key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+async def reviewer(policies_dir: Path, key: Ed25519PrivateKey, kube: FakeKube) -> Reviewer:
+    """The real reviewer and engine, the break-glass gatherer and committer on the ``kube`` fixture."""
+    return await _reviewer(policies_dir, key, kube)
+
+
 async def _reviewer(policies_dir: Path, key: Ed25519PrivateKey, kube: FakeKube | None) -> Reviewer:
     """The real reviewer and engine, with the break-glass gatherer and committer on ``kube``."""
     engine = EmbeddedEngine()
@@ -143,10 +154,8 @@ def _subjects(token: str) -> Callable[[str], Subject]:
 
 
 async def test_a_token_admits_once_a_retry_of_the_same_request_too_and_a_replay_never(
-    policies_dir: Path, key: Ed25519PrivateKey
+    reviewer: Reviewer, kube: FakeKube, key: Ed25519PrivateKey
 ) -> None:
-    kube = FakeKube()
-    reviewer = await _reviewer(policies_dir, key, kube)
     token = _token(key)
 
     first = await reviewer.review(_request(token, "uid-1"))
@@ -166,13 +175,11 @@ async def test_a_token_admits_once_a_retry_of_the_same_request_too_and_a_replay_
 
 
 async def test_an_update_tried_again_from_the_same_version_may_use_its_token_again(
-    policies_dir: Path, key: Ed25519PrivateKey
+    reviewer: Reviewer, kube: FakeKube, key: Ed25519PrivateKey
 ) -> None:
     """Another webhook refused the update we admitted: nothing persisted, the object is still at
     the version it had, and the same update again is the same change. Once the object has
     moved on (a persisted change gives it a new resourceVersion) it is a replay."""
-    kube = FakeKube()
-    reviewer = await _reviewer(policies_dir, key, kube)
     token = _token(key)
 
     first = await reviewer.review(_request(token, "uid-1", old_version="41"))
@@ -191,10 +198,8 @@ async def test_an_update_tried_again_from_the_same_version_may_use_its_token_aga
 
 
 async def test_a_create_has_no_version_so_its_token_stays_single_use(
-    policies_dir: Path, key: Ed25519PrivateKey
+    reviewer: Reviewer, kube: FakeKube, key: Ed25519PrivateKey
 ) -> None:
-    kube = FakeKube()
-    reviewer = await _reviewer(policies_dir, key, kube)
     token = _token(key)
     first = await reviewer.review(_request(token, "uid-1", operation="CREATE"))
     again = await reviewer.review(_request(token, "uid-2", operation="CREATE"))
@@ -215,10 +220,8 @@ async def test_the_ledger_takes_the_same_change_at_create_time_too() -> None:
 
 
 async def test_a_change_denied_for_another_reason_does_not_use_the_token(
-    policies_dir: Path, key: Ed25519PrivateKey
+    reviewer: Reviewer, kube: FakeKube, key: Ed25519PrivateKey
 ) -> None:
-    kube = FakeKube()
-    reviewer = await _reviewer(policies_dir, key, kube)
     token = _token(key, TAGGED)
 
     denied = await reviewer.review(_request(token, "uid-1", TAGGED))
@@ -230,9 +233,7 @@ async def test_a_change_denied_for_another_reason_does_not_use_the_token(
     assert again.decision.findings == denied.decision.findings, "the token is still unused: the same answer"
 
 
-async def test_a_dry_run_does_not_use_the_token(policies_dir: Path, key: Ed25519PrivateKey) -> None:
-    kube = FakeKube()
-    reviewer = await _reviewer(policies_dir, key, kube)
+async def test_a_dry_run_does_not_use_the_token(reviewer: Reviewer, kube: FakeKube, key: Ed25519PrivateKey) -> None:
     token = _token(key)
 
     dry = await reviewer.review(_request(token, "uid-1", dry_run=True))
