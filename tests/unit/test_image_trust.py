@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,33 @@ async def test_single_flight_shares_one_call_and_survives_a_cancelled_waiter() -
     release.set()
     results = await asyncio.gather(*waiters[1:])
     assert results == ["digest"] * 4 and flights.calls == 1
+
+
+async def test_a_flight_that_fails_after_every_waiter_gave_up_is_not_reported_as_unretrieved() -> None:
+    """The registry answered with an error after the budget: nobody awaits the flight any more,
+    and asyncio logged "Task exception was never retrieved" with a traceback for each one."""
+    flights = SingleFlight()
+    release = asyncio.Event()
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+
+    async def call() -> str:
+        await release.wait()
+        raise RuntimeError("registry answered 500")
+
+    waiter = asyncio.ensure_future(flights.do("k", call))
+    await asyncio.sleep(0)
+    waiter.cancel()  # the request's budget ran out, well before the registry answered
+    for _ in range(3):
+        await asyncio.sleep(0)
+    release.set()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    del waiter
+    gc.collect()  # an unretrieved exception is reported when its task is collected
+    loop.set_exception_handler(None)
+    assert [c.get("message") for c in reported] == []
 
 
 def test_policies_match_by_glob_on_name_or_reference() -> None:

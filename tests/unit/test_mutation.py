@@ -127,6 +127,28 @@ async def test_no_patch_when_facts_fail_on_delete_or_unknown_kinds(doc: dict[str
     assert answer["allowed"] is True and "patch" not in answer and "patchType" not in answer
 
 
+async def _mutate(images: FakeImages, *refs: str) -> dict[str, Any]:
+    review = parse_review(admission_review(workload("Deployment", *refs)))
+    answer: dict[str, Any] = (await Mutator(images, WorkloadKinds.with_custom()).mutate(review))["response"]
+    return answer
+
+
+@pytest.mark.parametrize("refs", [[f"reg.example/c{i}:1" for i in range(51)], ["reg.example/" + "a" * 1100 + ":1"]],
+                         ids=["51 containers", "a 1,100-character image"])  # fmt: skip
+async def test_an_outsized_template_is_not_looked_at(refs: list[str]) -> None:
+    """As the validating webhook: past admission.max_containers (50) or
+    max_image_reference_chars (1024) no image is looked up (20,000 containers took 5 s of
+    the event loop in lookups before) and nothing is patched; the validating webhook denies."""
+    images = FakeImages({ref: fact() for ref in refs})
+    answer = await _mutate(images, *refs)
+    assert answer["allowed"] is True and "patch" not in answer and images.calls == 0
+
+
+async def test_fifty_containers_are_still_pinned() -> None:
+    refs = [f"reg.example/c{i}:1" for i in range(50)]
+    assert "patch" in await _mutate(FakeImages({ref: fact() for ref in refs}), *refs)
+
+
 def test_mutate_route_only_when_enabled(reviewer: Reviewer) -> None:
     images = FakeImages({"reg.example/web:1": fact(D1)})
     settings = Settings(images=ImageSettings(enabled=True, mutate_enabled=True))

@@ -80,8 +80,17 @@ class SingleFlight:
                     self._flights.pop(key, None)
 
             task = asyncio.ensure_future(run())
+            task.add_done_callback(_retrieve)
             self._flights[key] = task
         return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a flight's failure as seen: once its callers are cancelled (their deadline came
+    first), ``asyncio.shield`` stops watching it, and asyncio logged "Task exception was never
+    retrieved" with a traceback for every registry failure that came later."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _clean(text: str) -> str:
