@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +24,7 @@ from webhook.engines.renumbering import compile_in_child
 from webhook.errors import DeployguardError
 from webhook.facts.setup import build_gatherers
 from webhook.observe.decision_log import DecisionLog
+from webhook.observe.log_format import configure_logging
 from webhook.policy_bundle import default_policy_dir, load_bundle
 from webhook.policy_store import PolicyStore
 from webhook.policy_testing import run_tests
@@ -108,7 +107,7 @@ def serve(
     )
     admission = replace(settings.admission, decision_log_path=decision_log or settings.admission.decision_log_path)
     settings = replace(settings, server=server, policy=policy, admission=admission)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging()
     try:
         if dev_certs:
             ca = ensure_dev_certificates(server.certfile, server.keyfile)

@@ -36,6 +36,7 @@ from types import FrameType
 from webhook.config import Settings
 from webhook.connection_share import ConnectionShare
 from webhook.errors import ConfigError
+from webhook.observe.log_format import configure_logging
 
 log = logging.getLogger("deployguard.workers")
 
@@ -67,9 +68,7 @@ def _worker_main(settings: Settings, index: int, connections: MutableSequence[in
     """Entry point of one worker process (spawned: a fresh interpreter, no inherited threads)."""
     from webhook.serve import serve_forever
 
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s", force=True
-    )
+    configure_logging(worker=index)
     sock = reuseport_socket(settings.server.host, settings.server.port)
     with contextlib.suppress(KeyboardInterrupt):
         serve_forever(settings, sockets=[sock], share=ConnectionShare(connections, index))

@@ -73,3 +73,18 @@ def test_every_request_left_one_decision_line(served: ServedDeployguard) -> None
     """Runs last in this module: as many decision log lines as requests were answered."""
     assert served.sent > 60
     assert len(served.decisions()) == served.sent
+
+
+def test_a_submitted_name_cannot_forge_a_log_line(served: ServedDeployguard) -> None:
+    """The process log quotes names (here: a rejected break-glass token's warning); a line
+    break in one started a line of the submitter's choosing."""
+    forged = "2026-11-28 07:00:00,000 WARNING deployguard: FORGED"
+    doc = admission_review(workload("Deployment", "nginx:latest"), uid="forge")
+    name = f"web\n{forged}\u2028\x1b[31m"
+    doc["request"]["name"] = doc["request"]["object"]["metadata"]["name"] = name
+    doc["request"]["object"]["metadata"].setdefault("annotations", {})["deployguard.io/break-glass"] = "not-a-token"
+    assert served.post(json.dumps(doc).encode()).status_code == 200
+    lines = served.process.log_tail(80).splitlines()
+    [warning] = [line for line in lines if "break-glass token on Deployment" in line]
+    assert "web\\x0a" + forged + "\\u2028\\x1b[31m" in warning
+    assert not any(line.startswith(forged) for line in lines)

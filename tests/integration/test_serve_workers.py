@@ -118,6 +118,9 @@ def test_two_workers_answer_and_metrics_aggregate(workers: Workers) -> None:
     assert sum(float(v) for v in answered) == REQUESTS
     lines = (workers.workdir / "decisions.jsonl").read_text().splitlines()
     assert len(lines) == REQUESTS and all(json.loads(line)["decision_id"] for line in lines)
+    # each worker logs through the printable formatter, its lines tagged with its index
+    log = workers.process.log_tail(400)
+    assert all(f"deployguard[w{i}]: deployguard serving https://" in log for i in (0, 1)), log[-2000:]
 
 
 def test_every_worker_answers_probes_on_the_probe_port(workers: Workers) -> None:
