@@ -158,7 +158,7 @@ async def run_server(
                      max_json_depth=settings.admission.max_json_depth,
                      max_receiving_body_bytes=server_cfg.max_receiving_body_bytes, lifespan_tasks=background,
                      metrics=observability.metrics,
-                     mutator=build_mutator(settings, reviewer.gatherers))  # fmt: skip
+                     mutator=build_mutator(settings, reviewer.gatherers, decision_log))  # fmt: skip
     config = uvicorn.Config(
         app,
         host=server_cfg.host,

@@ -201,7 +201,8 @@ def create_app(
                     )
                 )
             except BadReview as exc:
-                return ORJSONResponse({"error": exc.reason}, status_code=exc.status)
+                decision_id = reviewer.record_rejection(exc.reason, exc.status)
+                return ORJSONResponse({"error": exc.reason, "decision_id": decision_id}, status_code=exc.status)
             return ORJSONResponse(await mutator.mutate(review))
 
     if metrics is not None:

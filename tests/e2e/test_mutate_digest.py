@@ -11,6 +11,7 @@ settings allow explicitly.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -85,6 +86,13 @@ def test_signed_tag_only_image_is_stored_as_tag_at_digest(
     assert created.ok, created
     stored = kubectl("get", "deployment", "mutated", "-n", namespace, "-o", f"jsonpath={IMAGE_PATH}")
     assert stored.stdout == f"{tagged}@{digest}", stored
+    # The rewrite is in deployguard's decision log, beside the validating webhook's records.
+    records = [json.loads(line) for line in mutating_deployguard.decision_log.read_text().splitlines()]
+    mutated = [r for r in records if r.get("webhook") == "mutate" and r["name"] == "mutated" and not r["dry_run"]]
+    assert mutated and mutated[-1]["outcome"] == "mutated", mutated
+    assert mutated[-1]["patched"] == [
+        {"path": "/spec/template/spec/containers/0/image", "from": tagged, "to": f"{tagged}@{digest}"}
+    ]
 
     # Unsigned and tag-only: not pinned by the mutating webhook, denied by the validating one.
     unsigned = f"{registry.host}/shop/unsigned-mutate:1.0"

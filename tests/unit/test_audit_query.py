@@ -40,6 +40,11 @@ def log(tmp_path: Path) -> Path:
         record(7, "2026-03-07T09:00:00.000Z", allowed=False, rules=("freeze",),
                break_glass={"verified": False, "error": "signature does not verify"}),
         record(8, "2026-03-08T09:00:00.000Z", allowed=True, operation="UPDATE"),
+        # the mutating webhook's record of a rewrite: the validating webhook's record says what was admitted
+        {"time": "2026-03-08T09:00:00.000Z", "decision_id": "id0009", "webhook": "mutate", "operation": "CREATE",
+         "kind": "Deployment", "namespace": "shop", "name": "web-9", "dry_run": False, "allowed": True,
+         "outcome": "mutated", "patched": [{"path": "/spec/template/spec/containers/0/image", "from": "shop/web:1",
+                                            "to": f"shop/web:1@{DIGEST_A}"}]},
     ]
     path = tmp_path / "decisions.jsonl"
     lines = [json.dumps(r) for r in records]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import json
 from typing import Any
 
@@ -15,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import admission_review, workload
+from tests.unit.conftest import CapturedLog
 from webhook.admission import parse_review
 from webhook.config import ImageSettings, Settings
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_input import Subject
 from webhook.reviewer import Reviewer
 from webhook.server import create_app
@@ -149,16 +152,43 @@ async def test_fifty_containers_are_still_pinned() -> None:
     assert "patch" in await _mutate(FakeImages({ref: fact() for ref in refs}), *refs)
 
 
-def test_mutate_route_only_when_enabled(reviewer: Reviewer) -> None:
+async def test_every_answer_is_one_decision_record() -> None:
+    """The mutating webhook rewrites what runs: each answer, patched or not, is in the decision
+    log, its id in the answer's audit annotations, with the reason when nothing was looked at."""
+    stream = io.StringIO()
+    images = FakeImages({"reg.example/web:1": fact(D1)})
+    mutator = Mutator(images, WorkloadKinds.with_custom(), log=DecisionLog(stream=stream))
+    pinned = await mutator.mutate(parse_review(admission_review(workload("Deployment", "reg.example/web:1"))))
+    many = [f"reg.example/c{i}:1" for i in range(51)]
+    left = await mutator.mutate(parse_review(admission_review(workload("Deployment", *many))))
+    gone = admission_review(None, operation="DELETE", old=workload("Deployment", "reg.example/web:1"))
+    deleted = await mutator.mutate(parse_review(gone))
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(records) == 3 and all(r["webhook"] == "mutate" and r["allowed"] is True for r in records)
+    answers = [pinned, left, deleted]
+    assert [r["decision_id"] for r in records] == [a["response"]["auditAnnotations"]["decision-id"] for a in answers]
+    assert records[0]["outcome"] == "mutated" and records[0]["reason"] is None
+    assert records[0]["patched"] == [{"path": "/spec/template/spec/containers/0/image",
+                                      "from": "reg.example/web:1", "to": f"reg.example/web:1@{D1}"}]  # fmt: skip
+    assert records[1]["outcome"] == "unchanged" and "51 containers" in records[1]["reason"]
+    assert records[2]["outcome"] == "unchanged" and records[2]["operation"] == "DELETE" and not records[2]["patched"]
+
+
+def test_mutate_route_only_when_enabled(reviewer: Reviewer, decision_log: CapturedLog) -> None:
     images = FakeImages({"reg.example/web:1": fact(D1)})
     settings = Settings(images=ImageSettings(enabled=True, mutate_enabled=True))
-    mutator = build_mutator(settings, [images])
+    mutator = build_mutator(settings, [images], decision_log)
     assert mutator is not None
     assert build_mutator(Settings(images=ImageSettings(enabled=True)), [images]) is None  # off by default
     client = TestClient(create_app(reviewer, None, max_body_bytes=64 * 1024, mutator=mutator))
     answer = client.post("/mutate", json=admission_review(workload("Deployment", "reg.example/web:1")))
     assert answer.status_code == 200 and answer.json()["response"]["patchType"] == "JSONPatch"
-    assert client.post("/mutate", content=b"nope").status_code == 400
+    refused = client.post("/mutate", content=b"nope")
+    assert refused.status_code == 400 and refused.json()["error"]
+    # one record per answer, the malformed call's too (under the id its answer names)
+    mutated, rejected = decision_log.records
+    assert mutated["webhook"] == "mutate" and mutated["outcome"] == "mutated"
+    assert rejected["rejected"] is True and rejected["decision_id"] == refused.json()["decision_id"]
     plain = TestClient(create_app(reviewer, None, max_body_bytes=64 * 1024))
     assert plain.post("/mutate", json=admission_review(workload())).status_code in (404, 405)
 

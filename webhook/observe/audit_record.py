@@ -197,6 +197,38 @@ def decision_record(
     }
 
 
+def mutation_record(
+    *, request: AdmissionRequest, decision_id: str, ops: list[dict[str, Any]], reason: str, elapsed: float
+) -> dict[str, Any]:
+    """The audit line for one /mutate answer: which image references deployguard rewrote.
+
+    ``webhook: mutate`` tells it from the validating webhook's record of the same change;
+    it is always allowed (the validating webhook judges), and carries no ``images`` so that
+    "deploys of a digest" counts only what the validating webhook admitted."""
+    replaced = [op for op in ops if op.get("op") == "replace"]
+    tested = {op["path"]: op.get("value") for op in ops if op.get("op") == "test"}
+    return {
+        "time": utc_now(),
+        "decision_id": decision_id,
+        "webhook": "mutate",
+        "uid": request.uid,
+        "user": request.user.username,
+        "groups": list(request.user.groups),
+        "operation": request.operation,
+        "kind": request.kind,
+        "group": request.group,
+        "version": request.version,
+        "namespace": request.namespace,
+        "name": request.name,
+        "dry_run": request.dry_run,
+        "patched": [{"path": op["path"], "from": tested.get(op["path"]), "to": op.get("value")} for op in replaced],
+        "reason": reason or None,
+        "allowed": True,
+        "outcome": "mutated" if replaced else "unchanged",
+        "latency_ms": round(elapsed * 1000, 3),
+    }
+
+
 def outcome_of(decision: Decision) -> str:
     """allowed | warned | denied | error: the label metrics and queries group by."""
     if decision.error:

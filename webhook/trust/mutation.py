@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,10 @@ from webhook.config import AdmissionSettings, Settings
 from webhook.facts import FactGatherer
 from webhook.images import parse_image
 from webhook.input_limits import template_over_limits
+from webhook.observe.audit_record import mutation_record
+from webhook.observe.decision_log import DecisionLog
 from webhook.policy_input import Subject
+from webhook.reviewer import new_decision_id
 from webhook.workloads import CONTAINER_FIELDS, ChangeType, WorkloadKinds, classify_change
 
 log = logging.getLogger("deployguard.mutation")
@@ -79,9 +83,12 @@ def digest_patch(
     return ops
 
 
-def mutation_response(uid: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """An allowing AdmissionReview answer, with the JSONPatch (base64) when there is one."""
-    response = review_response(uid, allowed=True)
+def mutation_response(uid: str, ops: list[dict[str, Any]], decision_id: str = "") -> dict[str, Any]:
+    """An allowing AdmissionReview answer, with the JSONPatch (base64) when there is one, and
+    the id of its decision record in the API server's audit log."""
+    response = review_response(
+        uid, allowed=True, audit_annotations={"decision-id": decision_id} if decision_id else None
+    )
     if ops:
         response["response"]["patchType"] = "JSONPatch"
         response["response"]["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
@@ -91,22 +98,51 @@ def mutation_response(uid: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
 class Mutator:
     """Pins verified tags for one process, reusing the validating webhook's images gatherer."""
 
-    def __init__(self, images: FactGatherer, kinds: WorkloadKinds, admission: AdmissionSettings | None = None) -> None:
+    def __init__(
+        self,
+        images: FactGatherer,
+        kinds: WorkloadKinds,
+        admission: AdmissionSettings | None = None,
+        log: DecisionLog | None = None,
+    ) -> None:
         self.images = images
         self.kinds = kinds
         self.admission = admission or AdmissionSettings()
+        self.log = log  # every answer is a record there (None: not recorded, for tests)
 
     async def mutate(self, request: AdmissionRequest) -> dict[str, Any]:
-        """The answer for one request; never denies, and on any failure does not patch."""
+        """The answer for one request, logged as one decision record; never denies, and on any
+        failure does not patch."""
+        started = time.perf_counter()
+        decision_id = new_decision_id()
+        ops, reason = await self._patch(request)
+        if reason:
+            log.warning("mutate: no digest pinning for %s: %s", request.display_name, reason)
+        elif ops:
+            log.info("mutate: pinned %d image(s) of %s %s", len(ops) // 2, request.kind, request.display_name)
+        if self.log is not None:
+            self.log.write(
+                mutation_record(
+                    request=request,
+                    decision_id=decision_id,
+                    ops=ops,
+                    reason=reason,
+                    elapsed=time.perf_counter() - started,
+                )
+            )
+        return mutation_response(request.uid, ops, decision_id)
+
+    async def _patch(self, request: AdmissionRequest) -> tuple[list[dict[str, Any]], str]:
+        """(JSONPatch operations, why none were attempted: '' when the images were looked at)."""
         path = self.kinds.template_paths.get((request.group, request.kind))
         template = self.kinds.pod_template(request.group, request.kind, request.obj)
         if path is None or template is None or request.operation not in ("CREATE", "UPDATE"):
-            return mutation_response(request.uid, [])
+            return [], ""
         change = classify_change(
             request.operation, self.kinds, request.group, request.kind, request.obj, request.old_obj
         )
         if change is ChangeType.DELETE:
-            return mutation_response(request.uid, [])
+            return [], ""
         # The validating webhook denies an outsized template before looking at any image; so
         # does this, else 20,000 containers cost 5 s of the event loop in image lookups.
         limits = self.admission
@@ -114,25 +150,22 @@ class Mutator:
             template, max_containers=limits.max_containers, max_image_chars=limits.max_image_reference_chars
         )
         if oversized is not None:
-            log.warning("mutate: no digest pinning for %s: %s", request.display_name, oversized.message)
-            return mutation_response(request.uid, [])
+            return [], oversized.message
         try:
             facts = await self.images.gather(Subject(request=request, change=change, template=template))
         except Exception as exc:  # a fact failure means no patch; the validating webhook decides
-            log.warning("mutate: no digest pinning for %s: %s", request.display_name, exc)
-            return mutation_response(request.uid, [])
+            return [], f"image facts failed: {exc}"
         by_image = facts.get("by_image") if isinstance(facts, Mapping) else None
-        ops = digest_patch(path, template.spec, by_image if isinstance(by_image, Mapping) else {})
-        if ops:
-            log.info("mutate: pinned %d image(s) of %s %s", len(ops) // 2, request.kind, request.display_name)
-        return mutation_response(request.uid, ops)
+        return digest_patch(path, template.spec, by_image if isinstance(by_image, Mapping) else {}), ""
 
 
-def build_mutator(settings: Settings, gatherers: Sequence[FactGatherer]) -> Mutator | None:
+def build_mutator(
+    settings: Settings, gatherers: Sequence[FactGatherer], log: DecisionLog | None = None
+) -> Mutator | None:
     """The mutator when ``images.enabled`` and ``images.mutate_enabled``; shares the images gatherer."""
     if not (settings.images.enabled and settings.images.mutate_enabled):
         return None
     images = next((g for g in gatherers if g.name == "images"), None)
     if images is None:
         return None
-    return Mutator(images, WorkloadKinds.with_custom(settings.admission.custom_kinds), settings.admission)
+    return Mutator(images, WorkloadKinds.with_custom(settings.admission.custom_kinds), settings.admission, log)
