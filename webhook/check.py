@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from webhook import yaml_limits
 from webhook.admission import AdmissionRequest, UserInfo
 from webhook.decision import ANNOTATE, Decision
 from webhook.errors import DeployguardError
@@ -30,7 +31,9 @@ def read_manifests(path: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml_limits.safe_load_all(text) if d is not None]
+    except yaml_limits.YAMLTooLarge as exc:
+        raise ManifestError(f"{path} is refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path} is not valid YAML: {exc}") from None
     objects: list[dict[str, Any]] = []

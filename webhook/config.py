@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import yaml
 
+from webhook import yaml_limits
 from webhook.errors import ConfigError
 from webhook.trust.identity_patterns import compile_pattern
 
@@ -337,7 +338,7 @@ def load_settings(path: Path | None) -> Settings:
     if path is None:
         return Settings()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml_limits.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     if not isinstance(raw, dict):

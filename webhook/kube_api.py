@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
+from webhook import yaml_limits
 from webhook.errors import DeployguardError
 
 _IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -43,7 +44,7 @@ class KubeApi:
     def from_kubeconfig(cls, path: Path, timeout: float = 2.0) -> KubeApi:
         """The current context of a token kubeconfig."""
         try:
-            config = yaml.safe_load(path.read_text())
+            config = yaml_limits.safe_load(path.read_text())
             context_name = config["current-context"]
             context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
             cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from webhook import yaml_limits
 from webhook.errors import PolicyLoadError
 
 DATA_FILE_NAMES = ("data.json", "data.yaml", "data.yml")
@@ -93,7 +94,7 @@ def _merge(into: dict[str, Any], new: dict[str, Any], where: str) -> None:
 def _read_data(path: Path) -> dict[str, Any]:
     text = path.read_text()
     try:
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        doc = json.loads(text) if path.suffix == ".json" else yaml_limits.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise PolicyLoadError(f"data file {path} is not valid {path.suffix[1:].upper()}: {exc}") from None
     if doc is None:

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 import yaml
 
+from webhook import yaml_limits
 from webhook.admission import UserInfo
 from webhook.check import _identity, admission_request, decision_annotations
 from webhook.config import Settings
@@ -173,7 +174,7 @@ def load_cases(directory: Path) -> list[PolicyCase]:
         rel = path.relative_to(directory).as_posix()
         try:
             text = path.read_text()
-            docs = [orjson.loads(text)] if path.suffix == ".json" else list(yaml.safe_load_all(text))
+            docs = [orjson.loads(text)] if path.suffix == ".json" else list(yaml_limits.safe_load_all(text))
         except (OSError, ValueError, yaml.YAMLError) as exc:
             raise CaseError(f"cannot read case file {rel}: {exc}") from None
         docs = [d for d in docs if d is not None]

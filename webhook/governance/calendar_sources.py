@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from webhook import yaml_limits
 from webhook.governance.change_calendar import CalendarEntry, CalendarError, parse_object
 
 
@@ -61,7 +62,7 @@ def parse_items(items: Sequence[Any], *, source: str) -> Snapshot:
 def load_file(path: Path) -> Snapshot:
     """A YAML file with ``windows: [...]`` (objects shaped like the CRDs: kind, metadata, spec)."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml_limits.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         return Snapshot(problems=(Problem("", f"change windows file {path} cannot be read: {exc}"),))
     items = raw.get("windows") if isinstance(raw, dict) else None

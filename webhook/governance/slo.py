@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from webhook import yaml_limits
 from webhook.errors import ConfigError
 
 DEFAULT_BURN_WINDOWS = ("5m", "30m", "1h", "6h")
@@ -149,7 +150,7 @@ def parse_slos(document: Any, source: str = "SLO file") -> tuple[Slo, ...]:
 def load_slos(path: Path) -> tuple[Slo, ...]:
     """Read and validate an SLO file."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml_limits.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read SLO file {path}: {exc}") from None
     return parse_slos(document, str(path))
