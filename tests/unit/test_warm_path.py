@@ -197,7 +197,7 @@ def _sample(name: str, labels: dict[str, str]) -> float:
 
 
 def test_metrics_count_every_decision_through_the_cached_children() -> None:
-    observer = MetricsObserver()
+    observer = MetricsObserver(kinds={"Deploy ment"})  # a configured kind, sanitised for the wire
     labels = {"operation": "CREATE", "kind": "Deploy ment", "decision": "denied", "dry_run": "false"}
     wire = {**labels, "kind": "Deploy_ment"}  # sanitised on the way in
     before = _sample("deployguard_admission_requests_total", wire)
@@ -212,6 +212,27 @@ def test_metrics_count_every_decision_through_the_cached_children() -> None:
     assert _sample("deployguard_admission_requests_total", wire) == before + 3
     assert _sample("deployguard_rule_findings_total", rule) == rule_before + 4
     assert _sample("deployguard_phase_duration_seconds_count", {"phase": "facts.windows"}) == phase_before + 3
+
+
+def test_invented_kinds_share_one_series() -> None:
+    """A request's kind is whatever its sender wrote, and prometheus-client keeps every label set:
+    5,000 invented kinds were 5,000 series, in memory and in every scrape, for ever."""
+    observer = MetricsObserver()
+    other = {"operation": "CREATE", "kind": "other", "decision": "allowed", "dry_run": "false"}
+    known = {**other, "kind": "StatefulSet"}
+    before, known_before = _sample("deployguard_admission_requests_total", other), _sample(
+        "deployguard_admission_requests_total", known
+    )
+    record = {"outcome": "allowed", "operation": "CREATE", "dry_run": False}
+    for i in range(5000):
+        observer.observe({**record, "kind": f"Invented{i}"}, {})
+    observer.observe({**record, "kind": "StatefulSet"}, {})
+    PENDING.flush()
+    series = {s.labels["kind"] for m in REGISTRY.collect() if m.name == "deployguard_admission_requests"
+              for s in m.samples}  # fmt: skip
+    assert not any(kind.startswith("Invented") for kind in series)
+    assert _sample("deployguard_admission_requests_total", other) == before + 5000
+    assert _sample("deployguard_admission_requests_total", known) == known_before + 1
 
 
 def test_the_event_loop_setting() -> None:

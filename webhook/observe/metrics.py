@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from prometheus_client import (
 )
 
 from webhook.observe.metric_buffer import PENDING
+from webhook.workloads import BUILTIN_TEMPLATE_PATHS
 
 # 1 ms .. 10 s: the webhook's whole deadline budget, with resolution where answers usually are.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -108,6 +109,7 @@ CERT_EXPIRY = Gauge(
     multiprocess_mode="min",
 )
 
+BUILTIN_KINDS = frozenset(kind for _, kind in BUILTIN_TEMPLATE_PATHS)
 _NON_LABEL = re.compile(r"[^A-Za-z0-9_.:/-]")
 
 
@@ -142,9 +144,15 @@ class LabelledChildren:
 
 
 class MetricsObserver:
-    """Records each decision: counters by outcome and rule, latency histograms, memo, unknown facts."""
+    """Records each decision: counters by outcome and rule, latency histograms, memo, unknown facts.
 
-    def __init__(self) -> None:
+    The ``kind`` label takes the kinds deployguard inspects (``kinds``; the built-in workload
+    kinds by default) and ``other`` for anything else: a request's kind is whatever its sender
+    wrote, and prometheus-client keeps every label set it is given, so one series per invented
+    kind grew the process and every scrape without bound."""
+
+    def __init__(self, kinds: Collection[str] = BUILTIN_KINDS) -> None:
+        self._kinds = frozenset(kinds)
         self._requests = LabelledChildren(ADMISSION_REQUESTS, ("none", "none", "error", "false"))
         self._findings = LabelledChildren(RULE_FINDINGS, ("unnamed", ""))
         self._durations = LabelledChildren(ADMISSION_DURATION, ("error",))
@@ -157,7 +165,9 @@ class MetricsObserver:
         decision = str(record.get("outcome") or "error")
         dry_run = "true" if record.get("dry_run") else "false"
         inc, observe = PENDING.inc, PENDING.observe
-        inc(self._requests.get(record.get("operation"), record.get("kind"), decision, dry_run))
+        kind = record.get("kind")
+        kind = kind if isinstance(kind, str) and kind in self._kinds else ("other" if kind else None)
+        inc(self._requests.get(record.get("operation"), kind, decision, dry_run))
         for finding in record.get("findings") or ():
             inc(self._findings.get(finding.get("rule"), finding.get("mode")))
         for phase, seconds in timings.items():

@@ -16,6 +16,7 @@ from webhook.observe.metric_buffer import PENDING
 from webhook.observe.metrics import MetricsEndpoint, MetricsObserver, PolicyRevisionGauge, certificate_gauge
 from webhook.observe.observers import DecisionObserver
 from webhook.observe.tracing import TracingObserver, otlp_tracer
+from webhook.workloads import WorkloadKinds
 
 log = logging.getLogger("deployguard.observability")
 
@@ -45,7 +46,8 @@ def build_observability(settings: Settings, engine: PolicyEngine, last_error: Ca
     cfg = settings.observability
     result = Observability()
     if cfg.metrics_enabled:
-        result.observers.append(MetricsObserver())
+        kinds = WorkloadKinds.with_custom(settings.admission.custom_kinds).template_paths
+        result.observers.append(MetricsObserver({kind for _, kind in kinds}))
         result.metrics = MetricsEndpoint(
             (
                 PolicyRevisionGauge(lambda: engine.revision, engine.name, last_error),
