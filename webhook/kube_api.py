@@ -8,6 +8,7 @@ not worth a full client library.
 from __future__ import annotations
 
 import base64
+import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,21 @@ _IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 class KubeApiError(DeployguardError):
     """The Kubernetes API could not be reached or refused a call."""
+
+
+# A namespace name is a DNS label (RFC 1123).
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def namespaced_path(prefix: str, namespace: str, *rest: str) -> str:
+    """``{prefix}/namespaces/{namespace}[/{rest}]``, only for a valid namespace name.
+
+    The namespace comes from the AdmissionReview: the API server sends real ones, but a
+    body posted to the port by anyone else may say ``kube-system/secrets/x`` or carry a
+    ``?``, and the GET would go where it points with deployguard's own credentials."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise KubeApiError(f"{namespace[:80]!r} is not a namespace name; not asking the Kubernetes API about it")
+    return "/".join((f"{prefix}/namespaces/{namespace}", *rest))
 
 
 class AlreadyExists(KubeApiError):

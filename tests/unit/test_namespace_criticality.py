@@ -13,6 +13,7 @@ from webhook.admission import parse_review
 from webhook.config import ChangeSettings
 from webhook.facts import runs_inline
 from webhook.facts.change import ChangeGatherer
+from webhook.facts.rollback import RollbackGatherer
 from webhook.governance.change_facts import criticality
 from webhook.governance.namespace_labels import NamespaceLabels
 from webhook.kube_api import KubeApi, KubeApiError, NotFound
@@ -117,3 +118,26 @@ async def test_labels_expire_and_concurrent_misses_share_one_get() -> None:
     now[0] = 61.0
     assert labels.cached("payments") is None
     assert await labels.labels("payments") == {LABEL: "critical"} and kube.gets == 2
+
+
+@pytest.mark.parametrize("namespace", ["kube-system/secrets/db", "shop?watch=true", "../../apis", "Shop", "a" * 64])
+async def test_a_namespace_that_is_not_a_name_never_reaches_the_kubernetes_api(namespace: str) -> None:
+    """The API server sends real namespaces; a body posted to the port by anyone else may not,
+    and `/api/v1/namespaces/kube-system/secrets/db` was read with deployguard's credentials."""
+    kube = Namespaces({"kube-system": {LABEL: "critical"}})
+    gatherer = ChangeGatherer(ChangeSettings(), WorkloadKinds.with_custom(), namespaces=NamespaceLabels(kube))
+    deltas = CounterDeltas()
+    facts = await gatherer.gather(_subject(namespace, {}))
+    assert kube.gets == 0 and facts["namespace_criticality"] == "unknown"
+    assert deltas("deployguard_upstream_errors_total", upstream="kubernetes") == 0  # not the API's fault
+
+
+async def test_the_rollback_lookup_refuses_such_a_namespace_too() -> None:
+    kube = Namespaces({})
+    new = factories.workload("Deployment", factories.PINNED, namespace="kube-system/secrets/db")
+    old = factories.workload("Deployment", "nginx:1.0", namespace="kube-system/secrets/db")
+    request = parse_review(factories.admission_review(new, operation="UPDATE", old=old))
+    template = WorkloadKinds.with_custom().pod_template("apps", "Deployment", request.subject)
+    with pytest.raises(KubeApiError, match="is not a namespace name"):
+        await RollbackGatherer(kube).gather(Subject(request=request, change=ChangeType.ROLLOUT, template=template))
+    assert kube.gets == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.kube_api import KubeApi
+from webhook.kube_api import KubeApi, namespaced_path
 from webhook.policy_input import Subject
 from webhook.workloads import ChangeType, PodTemplate, metadata
 
@@ -71,7 +71,7 @@ class RollbackGatherer:
         selector = ((req.old_obj or {}).get("spec") or {}).get("selector") or {}
         labels = selector.get("matchLabels") or {}
         params = {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))} if labels else {}
-        listing = await self._kube.get(f"/apis/apps/v1/namespaces/{req.namespace}/{history_kind[0]}", params)
+        listing = await self._kube.get(namespaced_path("/apis/apps/v1", req.namespace, history_kind[0]), params)
         owned = [
             item
             for item in listing.get("items") or []

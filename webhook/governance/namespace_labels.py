@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
-from webhook.kube_api import KubeApi, KubeApiError, NotFound
+from webhook.kube_api import KubeApi, KubeApiError, NotFound, namespaced_path
 from webhook.observe.io_counters import CacheCounter, upstream_error
 
 _CACHE = CacheCounter("namespace_labels")
@@ -54,8 +54,9 @@ class NamespaceLabels:
         return await asyncio.shield(pending)
 
     async def _fetch(self, namespace: str) -> Mapping[str, str]:
+        path = namespaced_path("/api/v1", namespace)  # not a name: KubeApiError, no call
         try:
-            obj = await self._kube.get(f"/api/v1/namespaces/{namespace}")
+            obj = await self._kube.get(path)
         except KubeApiError as exc:
             if not isinstance(exc, NotFound):
                 upstream_error("kubernetes")
