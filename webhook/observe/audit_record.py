@@ -153,6 +153,22 @@ def freezes_active(facts: Mapping[str, Any]) -> list[str] | None:
     return None
 
 
+def request_fields(request: AdmissionRequest) -> dict[str, Any]:
+    """Who asked for what: the part of a record every webhook's answer shares."""
+    return {
+        "uid": request.uid,
+        "user": request.user.username,
+        "groups": list(request.user.groups),
+        "operation": request.operation,
+        "kind": request.kind,
+        "group": request.group,
+        "version": request.version,
+        "namespace": request.namespace,
+        "name": request.name,
+        "dry_run": request.dry_run,
+    }
+
+
 def decision_record(
     *,
     request: AdmissionRequest,
@@ -168,16 +184,7 @@ def decision_record(
     return {
         "time": utc_now(),
         "decision_id": decision.decision_id,
-        "uid": request.uid,
-        "user": request.user.username,
-        "groups": list(request.user.groups),
-        "operation": request.operation,
-        "kind": request.kind,
-        "group": request.group,
-        "version": request.version,
-        "namespace": request.namespace,
-        "name": request.name,
-        "dry_run": request.dry_run,
+        **request_fields(request),
         "change_type": change_type,
         "release_id": release_id(policy_input),
         "images": images(policy_input),
@@ -211,16 +218,7 @@ def mutation_record(
         "time": utc_now(),
         "decision_id": decision_id,
         "webhook": "mutate",
-        "uid": request.uid,
-        "user": request.user.username,
-        "groups": list(request.user.groups),
-        "operation": request.operation,
-        "kind": request.kind,
-        "group": request.group,
-        "version": request.version,
-        "namespace": request.namespace,
-        "name": request.name,
-        "dry_run": request.dry_run,
+        **request_fields(request),
         "patched": [{"path": op["path"], "from": tested.get(op["path"]), "to": op.get("value")} for op in replaced],
         "reason": reason or None,
         "allowed": True,
