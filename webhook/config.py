@@ -106,6 +106,10 @@ class ServerSettings:
     # Request-body bytes one process holds while receiving them, all connections together;
     # beyond, a request gets 503. At least admission.max_body_bytes. 0: no limit.
     max_receiving_body_bytes: int = 32 * 1024 * 1024
+    # Open TLS connections per process, counted from accept (each holds ~50 KB before its
+    # handshake); more are closed at once, without a handshake (webhook/connection_gate.py).
+    # The API server uses tens to hundreds. 0: no limit.
+    max_connections: int = 1000
     # A plain-HTTP port answering GET /healthz and /readyz only (webhook/probes.py), for the
     # kubelet's probes when client_ca_file makes the TLS port demand a client certificate.
     # 0: none.
@@ -360,6 +364,8 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError("server.max_requests_per_connection must be 0 (no limit) or more")
     if not settings.server.max_connection_age_seconds >= 0:
         raise ConfigError("server.max_connection_age_seconds must be 0 (no limit) or more")
+    if settings.server.max_connections < 0:
+        raise ConfigError("server.max_connections must be 0 (no limit) or more")
     if not settings.server.request_read_timeout_seconds >= 0:
         raise ConfigError("server.request_read_timeout_seconds must be 0 (no limit) or more")
     receiving = settings.server.max_receiving_body_bytes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import gc
 import logging
@@ -15,6 +16,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from webhook.config import Settings
+from webhook.connection_gate import ConnectionCeiling, TlsProtocolClass, gated_tls_factory
 from webhook.connection_share import ConnectionShare
 from webhook.engines import make_engine
 from webhook.errors import ConfigError
@@ -43,43 +45,63 @@ def ensure_dev_certificates(certfile: Path, keyfile: Path) -> Path:
     return paths.ca_cert
 
 
-def event_loop_factory(choice: str, tls_handshake_timeout: float = 0) -> Callable[[], asyncio.AbstractEventLoop]:
+def event_loop_factory(
+    choice: str, tls_handshake_timeout: float = 0, max_connections: int = 0
+) -> Callable[[], asyncio.AbstractEventLoop]:
     """The loop to serve on: uvloop when installed ("auto", uvicorn's own default), or as chosen.
 
     ``deployguard serve`` runs uvicorn inside its own ``asyncio.Runner``, so uvicorn's
     loop choice does not apply; without this the server ran on the pure-Python loop
     and TLS, which costs about as much per request as deciding one from the memo.
-    ``tls_handshake_timeout`` (seconds, 0: the loop's own 60 s) bounds every TLS handshake."""
+    Its TLS servers bound every handshake to ``tls_handshake_timeout`` seconds and hold
+    open connections to ``max_connections`` (each 0: the loop's own 60 s, no ceiling)."""
     if choice not in ("auto", "asyncio", "uvloop"):
         raise ConfigError(f"server.event_loop must be auto, asyncio or uvloop, not {choice!r}")
     base: type[asyncio.AbstractEventLoop] = asyncio.SelectorEventLoop
+    tls_class: TlsProtocolClass = asyncio.sslproto.SSLProtocol
     if choice != "asyncio":
         try:
             import uvloop
+            import uvloop.loop
 
-            base = uvloop.Loop
+            base, tls_class = uvloop.Loop, uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
         except ImportError:
             if choice == "uvloop":
                 missing = "server.event_loop is uvloop but uvloop is not installed (pip install uvloop)"
                 raise ConfigError(missing) from None
-    return handshake_bounded(base, tls_handshake_timeout) if tls_handshake_timeout else base
+    if not tls_handshake_timeout and not max_connections:
+        return base
+    return bounded_loop(base, tls_class, tls_handshake_timeout, max_connections)
 
 
-def handshake_bounded(base: type[asyncio.AbstractEventLoop], seconds: float) -> type[asyncio.AbstractEventLoop]:
-    """``base`` whose TLS servers drop a handshake unfinished after ``seconds``.
+def bounded_loop(
+    base: type[asyncio.AbstractEventLoop], tls_class: TlsProtocolClass, handshake_timeout: float, max_connections: int
+) -> type[asyncio.AbstractEventLoop]:
+    """``base`` whose TLS servers drop a handshake unfinished after ``handshake_timeout``
+    seconds and refuse connections past ``max_connections`` at accept (connection_gate.py).
 
-    uvicorn has no setting for it and a connection joins its list (and our read deadline's
-    sweep) only once the handshake is done, so without this a client that connects and
-    sends nothing, or half a ClientHello, holds a socket for asyncio's default 60 s."""
+    uvicorn has no setting for either, and a connection joins its list (and our read
+    deadline's sweep) only once the handshake is done, so without this a client that
+    connects and sends nothing, or half a ClientHello, holds a socket for asyncio's
+    default 60 s, and as many of them as it opens."""
 
-    class HandshakeBoundedLoop(base):  # type: ignore[valid-type,misc]
-        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:
-            if kwargs.get("ssl") is not None and kwargs.get("ssl_handshake_timeout") is None:
-                kwargs["ssl_handshake_timeout"] = seconds
-            server: asyncio.AbstractServer = await super().create_server(*args, **kwargs)
+    class BoundedLoop(base):  # type: ignore[valid-type,misc]
+        ceilings: list[ConnectionCeiling]
+
+        async def create_server(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:
+            context = kwargs.get("ssl")
+            timeout = kwargs.get("ssl_handshake_timeout") or handshake_timeout or None
+            if context is not None and max_connections > 0:
+                ceiling = ConnectionCeiling(max_connections)
+                self.__dict__.setdefault("ceilings", []).append(ceiling)
+                protocol_factory = gated_tls_factory(self, tls_class, protocol_factory, context, ceiling, timeout)
+                kwargs.update(ssl=None, ssl_handshake_timeout=None)
+            elif context is not None:
+                kwargs["ssl_handshake_timeout"] = timeout
+            server: asyncio.AbstractServer = await super().create_server(protocol_factory, *args, **kwargs)
             return server
 
-    return HandshakeBoundedLoop
+    return BoundedLoop
 
 
 async def cut_slow_requests(states: list[ServerState], read_timeout: float) -> None:
@@ -94,7 +116,8 @@ def serve_forever(
     settings: Settings, sockets: list[socket.socket] | None = None, share: ConnectionShare | None = None
 ) -> None:
     """Run ``run_server`` to the end on the configured event loop (``serve`` and each worker)."""
-    loop_factory = event_loop_factory(settings.server.event_loop, settings.server.request_read_timeout_seconds)
+    cfg = settings.server
+    loop_factory = event_loop_factory(cfg.event_loop, cfg.request_read_timeout_seconds, cfg.max_connections)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(run_server(settings, sockets, share))
 

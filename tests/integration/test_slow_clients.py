@@ -4,7 +4,8 @@ recovers by itself.
 
 Settings made small so that the test is quick: requests must arrive whole within 1 s
 (server.request_read_timeout_seconds), bodies up to 200,000 bytes each
-(admission.max_body_bytes) and 300,000 bytes being received at once (server.max_receiving_body_bytes).
+(admission.max_body_bytes) and 300,000 bytes being received at once (server.max_receiving_body_bytes),
+30 open connections (server.max_connections).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ admission:
 server:
   request_read_timeout_seconds: 1
   max_receiving_body_bytes: 300000
+  max_connections: 30
 """
 REVIEW = json.dumps(admission_review(workload(), uid="meanwhile")).encode()
 
@@ -89,6 +91,31 @@ def test_a_tls_handshake_that_does_not_finish_in_time_is_cut(served: ServedDeplo
         assert _closed_by_server(sock)
         assert time.monotonic() - started < 5
     assert served.post(REVIEW).status_code == 200
+
+
+def test_connections_past_the_ceiling_are_closed_at_accept_and_the_service_recovers(served: ServedDeployguard) -> None:
+    """Plain TCP connects that never start a handshake: each held ~50 KB for the handshake
+    deadline, and 4,000 of them took the process from 125 to 329 MB (the chart's limit is
+    512 MiB). Past server.max_connections a connection is now closed at once, without TLS."""
+    flood = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(30)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as late:
+            started = time.monotonic()
+            assert _closed_by_server(late)
+            assert time.monotonic() - started < 1  # at once, not at the handshake deadline
+    finally:
+        for sock in flood:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # places come back as the server sees the closes
+        try:
+            if _connect(served).getpeercert():
+                break
+        except (ssl.SSLError, ConnectionError):
+            time.sleep(0.1)
+    assert served.post(REVIEW).status_code == 200
+    assert "(server.max_connections)" in served.process.log_tail(80)
 
 
 def test_an_idle_keep_alive_connection_between_requests_is_not_cut_by_the_deadline(served: ServedDeployguard) -> None:

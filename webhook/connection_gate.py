@@ -1,0 +1,123 @@
+"""Open TLS connections held to a ceiling, counted from the moment they are accepted.
+
+Every accepted connection costs ~50 KB before its TLS handshake even starts (the TLS
+layer's buffers), and uvicorn knows of a connection only once the handshake is done.
+Measured on a served deployguard: 4,000 plain TCP connects that sent nothing took the
+process from 125 to 329 MB for the ten seconds the handshake deadline lets them live;
+the chart's memory limit is 512 MiB, and a NetworkPolicy that lets "anyone" reach the
+port (its default: the API server's address differs per cluster) lets any pod do that.
+
+So the serving loop (webhook/serve.py) creates its TLS servers as plain TCP servers
+whose protocol is ``GatedTLS``: at accept it checks the count and either aborts the
+connection at once (no TLS state is made) or wraps it in the loop's own TLS protocol,
+as the loop would have done, and forwards to it. Connections beyond the ceiling are
+refused while a flood lasts (the API server then applies failurePolicy), instead of the
+process being killed for its memory and restarted into the same flood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("deployguard.connections")
+
+TlsProtocolClass = Callable[..., asyncio.BufferedProtocol]
+
+
+class ConnectionCeiling:
+    """How many connections one server holds open, and how many it may."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0  # since start
+        self._refused_unlogged = 0
+        self._logged_at = 0.0
+
+    def admit(self) -> bool:
+        if self.open < self.limit:
+            self.open += 1
+            if self._refused_unlogged:  # the flood ebbed: say how many went unreported
+                self._report(time.monotonic())
+            return True
+        self.refused += 1
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= 1.0:  # one line a second, whatever the flood
+            self._report(now)
+        return False
+
+    def _report(self, now: float) -> None:
+        log.warning("refused %d connection(s): %d open, the limit is %d (server.max_connections)",
+                    self._refused_unlogged, self.open, self.limit)  # fmt: skip
+        self._refused_unlogged, self._logged_at = 0, now
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+class GatedTLS(asyncio.BufferedProtocol):
+    """The protocol of one accepted TCP connection: refused past the ceiling, else TLS."""
+
+    __slots__ = ("_ceiling", "_make_tls", "_tls")
+
+    def __init__(self, ceiling: ConnectionCeiling, make_tls: Callable[[asyncio.BaseTransport], Any]) -> None:
+        self._ceiling = ceiling
+        self._make_tls = make_tls
+        self._tls: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._ceiling.admit():
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        self._tls = self._make_tls(transport)
+        self._tls.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._tls.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._tls.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self._tls.eof_received() if self._tls is not None else None
+
+    def pause_writing(self) -> None:
+        self._tls.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._tls.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._tls is None:
+            return  # refused at accept
+        self._ceiling.release()
+        tls, self._tls = self._tls, None
+        tls.connection_lost(exc)
+
+
+def gated_tls_factory(
+    loop: asyncio.AbstractEventLoop,
+    tls_class: TlsProtocolClass,
+    app_factory: Callable[[], asyncio.BaseProtocol],
+    context: ssl.SSLContext,
+    ceiling: ConnectionCeiling,
+    handshake_timeout: float | None,
+) -> Callable[[], GatedTLS]:
+    """The protocol factory for ``loop.create_server(..., ssl=None)`` that serves TLS as
+    ``create_server(app_factory, ssl=context)`` would, within ``ceiling``."""
+
+    def make_tls(transport: asyncio.BaseTransport) -> Any:
+        waiter = loop.create_future()
+        # a failed handshake closes the connection (the loop's own server does the same)
+        waiter.add_done_callback(lambda done: done.cancelled() or done.exception() is None or transport.abort())  # type: ignore[attr-defined]
+        return tls_class(
+            loop, app_factory(), context, waiter, server_side=True, ssl_handshake_timeout=handshake_timeout
+        )
+
+    return lambda: GatedTLS(ceiling, make_tls)
