@@ -1,10 +1,16 @@
-"""Open TLS connections are held to server.max_connections from the moment they are
-accepted, on both event loops we serve on: past the ceiling a connection is closed at once,
-without a handshake; a closed or failed one frees its place; the ones inside work as TLS."""
+"""The serving loop's TLS servers, on both event loops we serve on.
+
+Open connections are held to server.max_connections from the moment they are accepted:
+past the ceiling a connection is closed at once, without a handshake; a closed or failed
+one frees its place; the ones inside work as TLS. And a handshake that does not finish in
+time is dropped: without the bound, a client that connects and sends nothing, or half a
+ClientHello, held a socket for asyncio's default 60 s, out of reach of the read
+deadline's sweep (a connection joins uvicorn's list only once its handshake is done)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -33,9 +39,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> CertificatePaths:
     return generate_certificates(tmp_path_factory.mktemp("gate"), dns_names=["localhost"], ip_addresses=["127.0.0.1"])
 
 
-def _serve(loop_choice: str, certs: CertificatePaths, scenario: Callable[[int], Any]) -> Any:
+def _serve(
+    loop_choice: str, certs: CertificatePaths, scenario: Callable[[int], Any], handshake: float = 2, limit: int = LIMIT
+) -> Any:
     """Run ``scenario(port)`` in a thread against an Echo TLS server on a bounded loop."""
-    loop = event_loop_factory(loop_choice, tls_handshake_timeout=2, max_connections=LIMIT)()
+    loop = event_loop_factory(loop_choice, tls_handshake_timeout=handshake, max_connections=limit)()
 
     async def main() -> Any:
         server = await loop.create_server(Echo, "127.0.0.1", 0, ssl=server_context(certs.cert, certs.key, None))
@@ -112,3 +120,26 @@ def test_a_failed_or_timed_out_handshake_frees_its_place(loop_choice: str, certs
             assert _echo(port, certs) == b"ping"
 
     _serve(loop_choice, certs, scenario)
+
+
+CLIENT_HELLO_START = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # a record header and the first bytes of a hello
+
+
+def _seconds_until_dropped(port: int, sent: bytes) -> float:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(sent)
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(1024) == b""  # the server hangs up, it never answers a half hello
+        return time.monotonic() - started
+
+
+@pytest.mark.parametrize("limit", [0, LIMIT], ids=["no ceiling", "ceiling"])
+@pytest.mark.parametrize("loop_choice", ["uvloop", "asyncio"])
+@pytest.mark.parametrize("sent", [b"", CLIENT_HELLO_START], ids=["nothing", "half a ClientHello"])
+def test_an_unfinished_handshake_is_dropped_after_the_bound(
+    loop_choice: str, sent: bytes, limit: int, certs: CertificatePaths
+) -> None:
+    waited = _serve(loop_choice, certs, lambda port: _seconds_until_dropped(port, sent), handshake=0.5, limit=limit)
+    assert waited < 3  # 60 s without the bound: recv times out
