@@ -35,7 +35,6 @@ class ConnectionCeiling:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
-        self.refused = 0  # since start
         self._refused_unlogged = 0
         self._logged_at = 0.0
 
@@ -45,7 +44,6 @@ class ConnectionCeiling:
             if self._refused_unlogged:  # the flood ebbed: say how many went unreported
                 self._report(time.monotonic())
             return True
-        self.refused += 1
         self._refused_unlogged += 1
         now = time.monotonic()
         if now - self._logged_at >= 1.0:  # one line a second, whatever the flood
@@ -113,9 +111,13 @@ def gated_tls_factory(
     ``create_server(app_factory, ssl=context)`` would, within ``ceiling``."""
 
     def make_tls(transport: asyncio.BaseTransport) -> Any:
-        waiter = loop.create_future()
-        # a failed handshake closes the connection (the loop's own server does the same)
-        waiter.add_done_callback(lambda done: done.cancelled() or done.exception() is None or transport.abort())  # type: ignore[attr-defined]
+        def close_if_failed(handshake: asyncio.Future[None]) -> None:
+            # a failed handshake closes the connection, as the loop's own server does
+            if not handshake.cancelled() and handshake.exception() is not None:
+                transport.abort()  # type: ignore[attr-defined]
+
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiter.add_done_callback(close_if_failed)
         return tls_class(
             loop, app_factory(), context, waiter, server_side=True, ssl_handshake_timeout=handshake_timeout
         )

@@ -30,13 +30,17 @@ class KubeApiError(DeployguardError):
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
+def is_namespace_name(text: str) -> bool:
+    return _NAMESPACE.fullmatch(text) is not None
+
+
 def namespaced_path(prefix: str, namespace: str, *rest: str) -> str:
     """``{prefix}/namespaces/{namespace}[/{rest}]``, only for a valid namespace name.
 
     The namespace comes from the AdmissionReview: the API server sends real ones, but a
     body posted to the port by anyone else may say ``kube-system/secrets/x`` or carry a
     ``?``, and the GET would go where it points with deployguard's own credentials."""
-    if not _NAMESPACE.fullmatch(namespace):
+    if not is_namespace_name(namespace):
         raise KubeApiError(f"{namespace[:80]!r} is not a namespace name; not asking the Kubernetes API about it")
     return "/".join((f"{prefix}/namespaces/{namespace}", *rest))
 

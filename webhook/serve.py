@@ -86,14 +86,11 @@ def bounded_loop(
     default 60 s, and as many of them as it opens."""
 
     class BoundedLoop(base):  # type: ignore[valid-type,misc]
-        ceilings: list[ConnectionCeiling]
-
         async def create_server(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:
             context = kwargs.get("ssl")
             timeout = kwargs.get("ssl_handshake_timeout") or handshake_timeout or None
             if context is not None and max_connections > 0:
                 ceiling = ConnectionCeiling(max_connections)
-                self.__dict__.setdefault("ceilings", []).append(ceiling)
                 protocol_factory = gated_tls_factory(self, tls_class, protocol_factory, context, ceiling, timeout)
                 kwargs.update(ssl=None, ssl_handshake_timeout=None)
             elif context is not None:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.kube_api import KubeApi, KubeApiError, NotFound
+from webhook.kube_api import KubeApi, KubeApiError, NotFound, is_namespace_name
 from webhook.observe.io_counters import CacheCounter, upstream_error
 from webhook.trust.registry import Credentials, credentials_from_auths
 
@@ -107,7 +107,7 @@ class PullSecretCredentials:
         A secret that is missing, unreadable or not a docker config is skipped, as the
         kubelet does; the registry then says it needs credentials.
         """
-        if not _NAME.fullmatch(refs.namespace):
+        if not is_namespace_name(refs.namespace):
             return {}
         names = [n for n in refs.secrets if _NAME.fullmatch(n)]
         if _NAME.fullmatch(refs.service_account):
