@@ -22,6 +22,7 @@ from webhook.engines import make_engine
 from webhook.errors import ConfigError
 from webhook.facts.setup import build_committers, build_gatherers
 from webhook.http_protocol import close_open_connections, close_slow_requests, rotating_protocol
+from webhook.memory_release import memory_releaser
 from webhook.observe.decision_log import DecisionLog
 from webhook.observe.observability import build_observability
 from webhook.policy_bundle import default_policy_dir
@@ -155,6 +156,9 @@ async def run_server(
             # `server` is made below; this runs at start-up, inside server.serve()
             states = [server.server_state, probe_state]
             tasks.append(asyncio.create_task(cut_slow_requests(states, server_cfg.request_read_timeout_seconds)))
+        releaser = memory_releaser(server_cfg.memory_release_threshold_mib)
+        if releaser is not None:
+            tasks.append(asyncio.create_task(releaser.watch()))
         # Committers' upkeep while serving (the break-glass ledger drops records of expired tokens).
         upkeep = [m for c in reviewer.committers if callable(m := getattr(c, "maintain", None))]
         tasks += [asyncio.create_task(maintain()) for maintain in upkeep]
