@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -69,6 +70,26 @@ def test_huge_body_without_content_length_is_refused_while_streaming(client: Tes
 
     answer = client.post("/validate", content=chunks())
     assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", " GZIP ", "identity, gzip"])
+def test_an_encoded_body_is_a_415_with_the_reason(client: TestClient, decision_log: CapturedLog,
+                                                  encoding: str) -> None:
+    """Parsed as plain JSON, a gzip body failed with "unexpected character" and no cause."""
+    body = gzip.compress(json.dumps(admission_review(workload())).encode())
+    headers = {"content-type": "application/json", "content-encoding": encoding}
+    answer = client.post("/validate", content=body, headers=headers)
+    assert answer.status_code == 415
+    assert answer.json()["error"] == f"the body is encoded (Content-Encoding: {encoding.strip()}); send plain JSON"
+    assert decision_log.records[-1]["rejected"] is True and decision_log.records[-1]["http_status"] == 415
+
+
+@pytest.mark.parametrize("encoding", ["identity", ""])
+def test_identity_encoding_is_plain(client: TestClient, encoding: str) -> None:
+    body = json.dumps(admission_review(workload(), uid="plain")).encode()
+    headers = {"content-type": "application/json", "content-encoding": encoding}
+    answer = client.post("/validate", content=body, headers=headers)
+    assert answer.status_code == 200 and answer.json()["response"]["uid"] == "plain"
 
 
 def test_health_and_readiness(client: TestClient, reviewer: Reviewer) -> None:
