@@ -83,6 +83,16 @@ def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Kubectl, release:
     dry = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=as_yaml(helm_template(release)))
     assert dry.ok, dry
     assert f"admissionregistration.k8s.io/{release}-deployguard-{NAMESPACE}" in dry.stdout
+    # A NetworkPolicy narrowed to the API server's and Prometheus's addresses has a shape the API server takes.
+    narrowed = helm_template(
+        release,
+        "--set", "networkPolicy.ingressFrom[0].ipBlock.cidr=10.0.0.0/24",
+        "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+        "--set", "metrics.serviceMonitor.enabled=false",
+    )  # fmt: skip
+    policies = [d for d in narrowed if d["kind"] == "NetworkPolicy"]
+    dry = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=as_yaml(policies))
+    assert dry.ok and "networkpolicy" in dry.stdout, dry
 
     docs = apply_harmlessly(kubectl, release)
     kinds = {d["kind"] for d in docs}

@@ -246,6 +246,24 @@ def test_under_mtls_prometheus_scrapes_the_probe_port(tmp_path: Path) -> None:
     assert [p["name"] for p in service["spec"]["ports"]] == ["https"]
 
 
+@pytest.mark.integration
+def test_network_policy_admits_the_api_server_and_prometheus_once_narrowed() -> None:
+    api_server = {"ipBlock": {"cidr": "10.0.0.0/24"}}
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    namespace_label = "kubernetes\\.io/metadata\\.name"
+    narrowed = ["--set", "networkPolicy.ingressFrom[0].ipBlock.cidr=10.0.0.0/24",
+                "--set", f"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.{namespace_label}=monitoring"]
+    for extra, ports in (([], [8443]), (OPTIONS["mutual-tls"], [8443, 8081])):
+        (policy,) = by_kind(render(*narrowed, *extra), "NetworkPolicy")
+        (rule,) = policy["spec"]["ingress"]
+        assert [p["port"] for p in rule["ports"]] == ports
+        assert rule["from"] == [api_server, prometheus]
+    # metricsFrom alone does not narrow anything: without ingressFrom the API server's address is unknown
+    (policy,) = by_kind(render("--set", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus"),
+                        "NetworkPolicy")
+    assert "from" not in policy["spec"]["ingress"][0]
+
+
 def freeze_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     roles = [r for r in by_kind(docs, "ClusterRole") if "certs" not in r["metadata"]["name"]]
     return [rule for role in roles for rule in role["rules"] if "deployguard.io" in rule["apiGroups"]]
@@ -343,6 +361,12 @@ BAD_VALUES = [
         "name the client CA's existingConfigMap or its existingSecret (one of them)",
     ),
     (["--set", "rbac.freezes=false"], "changeCalendar.watchKubernetes needs rbac.freezes"),
+    (
+        ["--set", "networkPolicy.ingressFrom[0].ipBlock.cidr=10.0.0.0/24",
+         "--set", "metrics.serviceMonitor.enabled=true"],
+        "add Prometheus's pods to networkPolicy.metricsFrom",
+    ),
+    (["--set", "networkPolicy.metricsFrom[0]=monitoring"], "'/networkPolicy/metricsFrom/0': got string, want object"),
     # deployguard would refuse to start: more than server.max_receiving_body_bytes (32 MiB) for one body
     (["--set", "admission.maxBodyBytes=67108864"], "at '/admission/maxBodyBytes': maximum"),
 ]

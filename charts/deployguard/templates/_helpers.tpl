@@ -90,6 +90,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "tls.clientCA.enabled: name the client CA's existingConfigMap or its existingSecret (one of them)" }}
 {{- end }}
 {{- end }}
+{{- $netpol := .Values.networkPolicy }}
+{{- if and $netpol.enabled $netpol.ingressFrom .Values.metrics.serviceMonitor.enabled (not $netpol.metricsFrom) }}
+{{- fail "networkPolicy.ingressFrom lets only the API server reach the port Prometheus scrapes /metrics on; add Prometheus's pods to networkPolicy.metricsFrom (or turn metrics.serviceMonitor off)" }}
+{{- end }}
 {{- if and .Values.changeCalendar.watchKubernetes .Values.rbac.create (not .Values.rbac.freezes) }}
 {{- fail "changeCalendar.watchKubernetes needs rbac.freezes (get/list/watch on the deployguard.io freeze and window kinds); turn one on or the other off" }}
 {{- end }}
