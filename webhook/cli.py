@@ -7,7 +7,7 @@ import io
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 import yaml
@@ -18,7 +18,7 @@ from webhook.cli_certs_kube import certs_kube
 from webhook.cli_governance import break_glass_app, budget_app
 from webhook.cli_image import image_app
 from webhook.cli_windows import windows_app
-from webhook.config import Settings, load_settings
+from webhook.config import EngineName, Settings, load_settings
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.engines.renumbering import compile_in_child
 from webhook.errors import DeployguardError
@@ -78,7 +78,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTPS port")] = None,
     cert: Annotated[Path | None, typer.Option(help="serving certificate (PEM)")] = None,
     key: Annotated[Path | None, typer.Option(help="serving key (PEM)")] = None,
-    engine: Annotated[str | None, typer.Option(help="embedded | opa")] = None,
+    engine: Annotated[str | None, typer.Option(help="embedded | opa | wasm (needs policy.opa_binary)")] = None,
     opa_url: Annotated[str | None, typer.Option(help="OPA server for --engine opa")] = None,
     decision_log: Annotated[Path | None, typer.Option(help="also append decisions to this file")] = None,
     dev_certs: Annotated[bool, typer.Option(help="generate a throwaway CA and localhost cert first")] = False,
@@ -98,11 +98,11 @@ def serve(
         workers=workers or server.workers,
     )
     chosen = engine or settings.policy.engine
-    if chosen not in ("embedded", "opa"):
-        raise _fail(f"--engine must be embedded or opa, not {chosen!r}")
+    if chosen not in ("embedded", "opa", "wasm"):
+        raise _fail(f"--engine must be embedded, opa or wasm, not {chosen!r}")
     policy = replace(
         settings.policy,
-        engine="opa" if chosen == "opa" else "embedded",
+        engine=cast(EngineName, chosen),
         opa_url=opa_url or settings.policy.opa_url,
     )
     admission = replace(settings.admission, decision_log_path=decision_log or settings.admission.decision_log_path)

@@ -16,7 +16,7 @@ from webhook import yaml_limits
 from webhook.errors import ConfigError
 from webhook.trust.identity_patterns import compile_pattern
 
-EngineName = Literal["embedded", "opa"]
+EngineName = Literal["embedded", "opa", "wasm"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class PolicySettings:
     directory: Path | None = None  # None: the policies shipped with deployguard
     engine: EngineName = "embedded"
     opa_url: str = "http://127.0.0.1:8181"
+    # The opa binary that compiles the policies to Wasm for engine "wasm" (at each load).
+    opa_binary: str = "opa"
     reload_interval_seconds: float = 2.0
     # Dangerous: an engine error or timeout admits the change instead of denying it.
     unsafe_fail_open: bool = False
@@ -382,8 +384,8 @@ def load_settings(path: Path | None) -> Settings:
         )
     if settings.admission.max_map_entries < 0:
         raise ConfigError("admission.max_map_entries must be 0 (no limit) or more")
-    if settings.policy.engine not in ("embedded", "opa"):
-        raise ConfigError(f"policy.engine must be 'embedded' or 'opa', not {settings.policy.engine!r}")
+    if settings.policy.engine not in ("embedded", "opa", "wasm"):
+        raise ConfigError(f"policy.engine must be 'embedded', 'opa' or 'wasm', not {settings.policy.engine!r}")
     if not 256 <= settings.admission.max_string_bytes <= MAX_STRING_BYTES_CEILING:
         raise ConfigError(
             f"admission.max_string_bytes must be 256..{MAX_STRING_BYTES_CEILING}, not "

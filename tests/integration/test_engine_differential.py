@@ -1,7 +1,9 @@
-"""One table of policy cases, evaluated on the embedded engine and on a real OPA server.
+"""One table of policy cases, evaluated on the embedded engine, on a real OPA server, and on
+the wasm engine (the same policies compiled by `opa build -t wasm`, run in-process).
 
-rego-cpp has gaps (DESIGN.md section 4); a policy that decides differently on the two
-engines is a bug in the policy or an engine, caught here before it serves.
+rego-cpp has gaps (DESIGN.md section 4), and the wasm engine computes sprintf and
+urlquery.encode in Python; a policy that decides differently on the engines is a bug in
+the policy or an engine, caught here before it serves.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.conftest import POLICIES
+from tests.conftest import POLICIES, tool
 from tests.factories import DIGEST, PINNED, admission_review, workload
 from tests.hostile_reviews import HostileReviews
 from tests.integration.conftest import OpaServer
@@ -22,6 +24,7 @@ from webhook.admission import parse_review
 from webhook.config import AdmissionSettings, PolicySettings
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.engines.opa import OpaEngine
+from webhook.engines.wasm import WasmEngine
 from webhook.observe.decision_log import DecisionLog
 from webhook.policy_bundle import load_bundle
 from webhook.reviewer import Reviewer
@@ -93,31 +96,31 @@ def _comparable(response: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _reviewer(engine: EmbeddedEngine | OpaEngine) -> Reviewer:
+def _reviewer(engine: EmbeddedEngine | OpaEngine | WasmEngine) -> Reviewer:
     return Reviewer(engine, admission=AdmissionSettings(), policy=PolicySettings(),
                     log=DecisionLog(stream=io.StringIO()))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engines(opa_server: OpaServer) -> AsyncIterator[tuple[Reviewer, Reviewer]]:
+async def engines(opa_server: OpaServer) -> AsyncIterator[tuple[Reviewer, Reviewer, Reviewer]]:
     bundle = load_bundle(POLICIES)
-    embedded, opa = EmbeddedEngine(), OpaEngine(opa_server.url)
-    await embedded.load(bundle)
-    await opa.load(bundle)
-    yield _reviewer(embedded), _reviewer(opa)
+    embedded, opa, wasm = EmbeddedEngine(), OpaEngine(opa_server.url), WasmEngine(str(tool("opa")))
+    for engine in (embedded, opa, wasm):
+        await engine.load(bundle)
+    yield _reviewer(embedded), _reviewer(opa), _reviewer(wasm)
     await opa.close()
 
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("name", "doc"), CASES, ids=[c[0] for c in CASES])
-async def test_both_engines_decide_alike(engines: tuple[Reviewer, Reviewer], name: str, doc: dict[str, Any]) -> None:
-    embedded, opa = engines
+async def test_the_engines_decide_alike(engines: tuple[Reviewer, Reviewer, Reviewer], name: str,
+                                       doc: dict[str, Any]) -> None:
     request = parse_review(doc)
-    on_embedded = await embedded.review(request)
-    on_opa = await opa.review(request)
-    assert on_embedded.decision.error == "" and on_opa.decision.error == "", (on_embedded.decision.error,
-                                                                              on_opa.decision.error)
+    on_embedded, on_opa, on_wasm = [await reviewer.review(request) for reviewer in engines]
+    errors = [outcome.decision.error for outcome in (on_embedded, on_opa, on_wasm)]
+    assert errors == ["", "", ""], errors
     assert _comparable(on_embedded.response) == _comparable(on_opa.response)
+    assert _comparable(on_wasm.response) == _comparable(on_opa.response)
     SEEN[name] = _comparable(on_opa.response)
 
 
@@ -131,15 +134,16 @@ def test_the_table_exercises_allow_warn_and_deny() -> None:
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_both_engines_decide_alike_on_hostile_reviews(engines: tuple[Reviewer, Reviewer], seed: int) -> None:
+async def test_the_engines_decide_alike_on_hostile_reviews(engines: tuple[Reviewer, Reviewer, Reviewer],
+                                                          seed: int) -> None:
     """Random hostile reviews (tests/hostile_reviews.py) through the real reviewer, short enough
     to be evaluated. It found release ids of Unicode spaces set on rego-cpp, blank on OPA."""
-    embedded, opa = engines
     reviews, outcomes = HostileReviews(seed, longest=200), []
     for i in range(200):
         request = parse_review(reviews.review(i))
-        on_embedded, on_opa = await embedded.review(request), await opa.review(request)
+        on_embedded, on_opa, on_wasm = [await reviewer.review(request) for reviewer in engines]
         assert _comparable(on_embedded.response) == _comparable(on_opa.response), (seed, i, request)
+        assert _comparable(on_wasm.response) == _comparable(on_opa.response), (seed, i, request)
         outcomes.append((on_embedded.decision.allowed, on_embedded.decision.error))
     # Not a sample of limit denials and engine errors only: both engines decided most of them.
     assert sum(allowed for allowed, _ in outcomes) >= 10 and sum(not a for a, _ in outcomes) >= 100

@@ -69,6 +69,10 @@ def make_engine(settings: PolicySettings) -> PolicyEngine:
         from webhook.engines.opa import OpaEngine
 
         return OpaEngine(settings.opa_url)
+    if settings.engine == "wasm":
+        from webhook.engines.wasm import WasmEngine
+
+        return WasmEngine(settings.opa_binary)
     from webhook.engines.embedded import EmbeddedEngine
 
     return EmbeddedEngine()

@@ -1,0 +1,161 @@
+"""The wasm engine (policies compiled by `opa build -t wasm`, run in-process) with the real `opa`.
+
+The host built-ins are held to OPA's own results (`opa eval`); the engine refuses what it
+cannot run at load, and an abort or a failing built-in is an engine error (a deny), never an
+allow. The decisions themselves are compared with OPA and rego-cpp in test_engine_differential.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import POLICIES, tool
+from tests.factories import admission_review, workload
+from tests.served import serve_deployguard
+from webhook.engines import PROBE_INPUT
+from webhook.engines.wasm import WasmEngine
+from webhook.engines.wasm_builtins import HOST_BUILTINS, go_sprintf
+from webhook.errors import EngineError, PolicyLoadError
+from webhook.policy_bundle import load_bundle
+
+pytestmark = pytest.mark.integration
+
+FORMATS = [
+    ("%s", ["a"]), ("%v", [5]), ("%v", [1.5]), ("%v", [0.1]), ("%v", [1234567.5]), ("%v", [123456.5]), ("%v", [1e21]),
+    ("%v", [0.0001]), ("%v", [0.00001]), ("%v", [100.0]), ("%v", [-2.5]), ("%s", [5]), ("%d", ["x"]), ("%s", [1.5]),
+    ("%d", [1.5]), ("%v", [True]), ("%s", [None]), ("%v", [[1, "a", True]]), ("%v", [{"b": 1, "a": [2]}]),
+    ("%s %s", ["a"]), ("%s", ["a", 1, 2.5]), ("%d%%", [50]), ("%5s|%-5s|", ["ab", "cd"]), ("%05d", [42]),
+    ("%+d", [3]), ("%x", [255]), ("%X", ["hi"]), ("%q", ['a"b\n\u00e9\x01']), ("%.2f", [3.14159]), ("%f", [2]),
+    ("%.1f", [2.25]), ("%e", [12345.678]), ("%g", [0.000012345]), ("%.3g", [3.14159]), ("%t", [True]),
+    ("%.2s", ["abcdef"]), ("%x", [-255]), ("%#x", [255]), ("%v", [123456789.0]), ("%s", [[]]), ("%v", [{}]),
+]  # fmt: skip
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.choice(["str", "int", "float", "bool", "null"] + (["list", "dict"] if depth < 2 else []))
+    if kind == "str":
+        return "".join(rng.choice('ab z"\\\n\u00e9\u2028%\x7f') for _ in range(rng.randint(0, 6)))
+    if kind == "int":
+        return rng.choice([0, -1, 7, 10**6, -(2**40), rng.randint(-1000, 1000)])
+    if kind == "float":
+        return rng.choice([0.5, -1.25, 1e-7, 3.0e15, 2.5e21, rng.uniform(-1e6, 1e6), round(rng.uniform(0, 100), 2)])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {f"k{rng.randint(0, 9)}": _random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+
+
+def _random_cases(count: int) -> list[tuple[str, list[Any]]]:
+    rng = random.Random(20261128)
+    verbs = ["%s", "%v", "%d", "%q", "%x", "%f", "%.2f", "%e", "%g", "%t", "%5v", "%-4s|", "%%"]
+    cases = []
+    for _ in range(count):
+        fmt = " ".join(rng.choice(verbs) for _ in range(rng.randint(1, 3)))
+        cases.append((fmt, [_random_value(rng) for _ in range(rng.randint(0, 3))]))
+    return cases
+
+
+def _opa_eval(expressions: list[str]) -> list[Any]:
+    """One `opa eval` of many expressions: their values in order."""
+    query = "x := [" + ", ".join(expressions) + "]"
+    result = subprocess.run([str(tool("opa")), "eval", "-f", "json", query],
+                            capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    values: list[Any] = json.loads(result.stdout)["result"][0]["bindings"]["x"]
+    return values
+
+
+@pytest.mark.parametrize("cases", [FORMATS, _random_cases(400)], ids=["table", "random"])
+def test_sprintf_formats_as_opa_does(cases: list[tuple[str, list[Any]]]) -> None:
+    expected = _opa_eval([f"sprintf({json.dumps(f)}, {json.dumps(a)})" for f, a in cases])
+    differ = [(f, a, want, go_sprintf(f, a)) for (f, a), want in zip(cases, expected, strict=True)
+              if go_sprintf(f, a) != want]  # fmt: skip
+    assert differ == []
+
+
+def test_urlquery_encode_as_opa_does() -> None:
+    texts = ["a b", "x/y?z=1&w=2", "ünï cödé", "~-_.", "100%", "+", "", "tab\there", "\u2028"]
+    expected = _opa_eval([f"urlquery.encode({json.dumps(t)})" for t in texts])
+    assert [HOST_BUILTINS["urlquery.encode"]([t]) for t in texts] == expected
+
+
+def _bundle_of(tmp_path: Path, source: str) -> Any:
+    (tmp_path / "policy.rego").write_text(source)
+    return load_bundle(tmp_path)
+
+
+def _engine() -> WasmEngine:
+    return WasmEngine(str(tool("opa")))
+
+
+async def test_the_shipped_policies_load_and_decide() -> None:
+    engine = _engine()
+    await engine.load(load_bundle(POLICIES))
+    assert engine.revision and await engine.ready() == (True, "")
+    decision = await engine.evaluate(PROBE_INPUT)
+    assert decision["deny"] == []
+
+
+async def test_a_policy_needing_a_builtin_the_engine_lacks_is_refused_at_load(tmp_path: Path) -> None:
+    bundle = _bundle_of(tmp_path, 'package deployguard\nimport rego.v1\ndecision := {"t": time.now_ns()}\n')
+    with pytest.raises(PolicyLoadError, match=r"built-in\(s\) \['time.now_ns'\], which the wasm engine does not"):
+        await _engine().load(bundle)
+
+
+async def test_an_abort_or_a_failing_builtin_is_an_error_never_a_decision(tmp_path: Path) -> None:
+    source = """package deployguard
+import rego.v1
+default x := 0
+x := 1 if input.a
+x := 2 if input.b
+default s := ""
+s := sprintf("%s", input.args) if input.args
+decision := {"deny": [], "warn": [], "x": x, "s": s} if not input.off
+"""
+    engine = _engine()
+    await engine.load(_bundle_of(tmp_path, source))
+    assert (await engine.evaluate({"a": True, "args": ["ok"]}))["s"] == "ok"
+    with pytest.raises(EngineError, match="var assignment conflict"):
+        await engine.evaluate({"a": True, "b": True, "args": []})
+    with pytest.raises(EngineError, match="sprintf takes a string and an array"):
+        await engine.evaluate({"a": True, "args": {"not": "an array"}})
+    with pytest.raises(EngineError, match="undefined"):
+        await engine.evaluate({"off": True})
+    assert (await engine.evaluate({"a": True, "args": ["again"]}))["s"] == "again"  # and it goes on
+
+
+async def test_a_revision_that_does_not_compile_leaves_the_current_one_serving(tmp_path: Path) -> None:
+    engine = _engine()
+    await engine.load(load_bundle(POLICIES))
+    serving = engine.revision
+    with pytest.raises(PolicyLoadError, match="opa build -t wasm refused"):
+        await engine.load(_bundle_of(tmp_path, "package deployguard\ndecision := {\n"))
+    assert engine.revision == serving
+    assert (await engine.evaluate(PROBE_INPUT))["deny"] == []
+
+
+async def test_a_missing_opa_binary_is_a_clear_load_error() -> None:
+    with pytest.raises(PolicyLoadError, match="cannot run /nonexistent/opa build -t wasm"):
+        await WasmEngine("/nonexistent/opa").load(load_bundle(POLICIES))
+
+
+def test_deployguard_serve_on_the_wasm_engine(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"policy:\n  engine: wasm\n  opa_binary: {tool('opa')}\n")
+    with serve_deployguard(tmp_path, config=config) as served:
+        answer = served.post(json.dumps(admission_review(workload("Deployment", "nginx:latest"), uid="w")).encode())
+        assert answer.status_code == 200
+        response = answer.json()["response"]
+        assert response["allowed"] is False
+        message = response["status"]["message"]
+        assert '[digest_pinning] container "web" image "nginx:latest" is not pinned by digest' in message
+        [record] = served.decisions()
+        assert record["engine"] == "wasm" and record["outcome"] == "denied"

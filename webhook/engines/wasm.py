@@ -1,0 +1,119 @@
+"""The wasm engine: the policies compiled by OPA itself (``opa build -t wasm``), run in-process.
+
+OPA's own compiler, so OPA's semantics (the differential tests hold the decisions to a
+real OPA server), and compiled code rather than an interpreter: a memo miss costs a
+third of rego-cpp's (README, Performance). The price is the ``opa`` binary at load time
+(``policy.opa_binary``) and two built-ins computed in Python (engines/wasm_builtins.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tarfile
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from webhook.engines import DECISION_PATH, PROBE_INPUT
+from webhook.engines.wasm_builtins import HOST_BUILTINS
+from webhook.engines.wasm_runtime import WasmError, WasmPolicy
+from webhook.errors import EngineError, PolicyLoadError
+from webhook.policy_bundle import PolicyBundle
+
+ENTRYPOINT = "/".join(DECISION_PATH)
+COMPILE_TIMEOUT_SECONDS = 120
+
+
+def compile_wasm(bundle: PolicyBundle, opa_binary: str) -> bytes:
+    """``policy.wasm`` for the decision entrypoint of ``bundle``'s modules (data is given at load)."""
+    with tempfile.TemporaryDirectory(prefix="deployguard-wasm-") as work:
+        source = Path(work, "src")
+        for relative, text in bundle.modules:
+            if Path(relative).is_absolute() or ".." in Path(relative).parts:
+                raise PolicyLoadError(f"policy module path {relative!r} leaves the policy directory")
+            target = source / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        output = Path(work, "bundle.tar.gz")
+        try:
+            built = subprocess.run(
+                [opa_binary, "build", "-t", "wasm", "-e", ENTRYPOINT, "-o", str(output), str(source)],
+                capture_output=True, text=True, timeout=COMPILE_TIMEOUT_SECONDS, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PolicyLoadError(f"cannot run {opa_binary} build -t wasm (policy.opa_binary): {exc}") from None
+        if built.returncode != 0:
+            raise PolicyLoadError(f"opa build -t wasm refused revision {bundle.revision}: {built.stderr.strip()}")
+        with tarfile.open(output) as archive:
+            member = archive.extractfile("/policy.wasm")
+            if member is None:
+                raise PolicyLoadError("opa build -t wasm wrote no policy.wasm")
+            return member.read()
+
+
+class WasmEngine:
+    name = "wasm"
+
+    def __init__(self, opa_binary: str = "opa") -> None:
+        self._opa_binary = opa_binary
+        self._policy: WasmPolicy | None = None
+        self._entrypoint = 0
+        self._revision = ""
+        self._lock = threading.Lock()
+
+    @property
+    def revision(self) -> str:
+        return self._revision
+
+    async def load(self, bundle: PolicyBundle) -> None:
+        """Compile ``bundle`` (opa build, then wasmtime) and serve it once it decides the probe input."""
+        policy, entrypoint = await asyncio.to_thread(self._prepare, bundle)
+        with self._lock:
+            self._policy, self._entrypoint, self._revision = policy, entrypoint, bundle.revision
+
+    def _prepare(self, bundle: PolicyBundle) -> tuple[WasmPolicy, int]:
+        wasm = compile_wasm(bundle, self._opa_binary)
+        try:
+            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), HOST_BUILTINS)
+        except WasmError as exc:
+            raise PolicyLoadError(f"policy revision {bundle.revision} cannot run on the wasm engine: {exc}") from None
+        entrypoint = policy.entrypoints.get(ENTRYPOINT)
+        if entrypoint is None:
+            raise PolicyLoadError(f"policy revision {bundle.revision} has no {ENTRYPOINT} entrypoint")
+        try:
+            _decision(policy, entrypoint, PROBE_INPUT)
+        except EngineError as exc:
+            raise PolicyLoadError(f"policy revision {bundle.revision} compiles but cannot decide: {exc}") from None
+        return policy, entrypoint
+
+    def evaluate_sync(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            if self._policy is None:
+                raise EngineError("no policy revision is loaded")
+            return _decision(self._policy, self._entrypoint, policy_input)
+
+    async def evaluate(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+        return self.evaluate_sync(policy_input)
+
+    async def ready(self) -> tuple[bool, str]:
+        return (True, "") if self._policy is not None else (False, "no policy revision compiled yet")
+
+    async def close(self) -> None:
+        return None
+
+
+def _decision(policy: WasmPolicy, entrypoint: int, policy_input: dict[str, Any]) -> dict[str, Any]:
+    try:
+        results = orjson.loads(policy.evaluate(entrypoint, orjson.dumps(policy_input)))
+    except WasmError as exc:
+        raise EngineError(f"the wasm engine failed: {exc}") from None
+    if not results or "result" not in results[0]:
+        raise EngineError(f"{ENTRYPOINT} is undefined for this input")
+    value = results[0]["result"]
+    if not isinstance(value, dict):
+        raise EngineError(f"data.deployguard.decision must be an object, got {type(value).__name__}")
+    return value
