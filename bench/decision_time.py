@@ -9,8 +9,9 @@ most of the work is in the OPA process, so only wall time means anything there).
 
 Sections (all in one run; ratios only between figures of this run):
   * decision p50, warm caches: a repeated request (memo hit) and every request
-    unique (memo miss: the engine's real cost), on the embedded engine and on a
-    real OPA server (``opa run --server``, as the sidecar);
+    unique (memo miss: the engine's real cost), on the embedded engine (rego-cpp), on
+    the wasm engine (the policies compiled by ``opa build -t wasm``, run in-process)
+    and on a real OPA server (``opa run --server``, as the sidecar);
   * the rollout mix: per image update a Deployment UPDATE, the ReplicaSet CREATE by the
     deployment controller and N Pod CREATEs by the replicaset controller (change
     type "replica"), next to the same number of requests that are all unique;
@@ -48,6 +49,7 @@ from webhook.config import Settings  # noqa: E402
 from webhook.engines import PolicyEngine  # noqa: E402
 from webhook.engines.embedded import EmbeddedEngine  # noqa: E402
 from webhook.engines.opa import OpaEngine  # noqa: E402
+from webhook.engines.wasm import WasmEngine  # noqa: E402
 from webhook.facts.images import ImageFacts  # noqa: E402
 from webhook.facts.setup import build_gatherers  # noqa: E402
 from webhook.memo import DecisionMemo  # noqa: E402
@@ -207,6 +209,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await embedded.load(load_bundle(REPO / "policies"))
     results["embedded"] = await decision_section(embedded, body, args.requests)
     results["rollout (embedded)"] = await rollout_section(embedded, args.rollouts, args.pods)
+    wasm = WasmEngine(str(tool("opa")))
+    await wasm.load(load_bundle(REPO / "policies"))
+    results["wasm"] = await decision_section(wasm, body, args.requests)
+    results["rollout (wasm)"] = await rollout_section(wasm, args.rollouts, args.pods)
     work = Path(tempfile.mkdtemp(prefix="dg-decision-"))
     port = free_port()
     opa = Process("opa", [str(tool("opa")), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level",
@@ -240,10 +246,11 @@ def main() -> int:
         for name, r in rows.items():
             print(f"{section + ': ' + name:58} {r['p50_ms']:8.3f} {r['p90_ms']:8.3f} {r['cpu_p50_ms']:8.3f} "
                   f"{r['memo_hit_rate']:8.2f}")  # fmt: skip
-    emb, opa = results["embedded"], results["opa"]
+    emb, opa, wasm = results["embedded"], results["opa"], results["wasm"]
     hit, miss = emb["repeated (memo hit)"], emb["unique (engine)"]
     print(f"embedded engine, unique vs memo hit (p50): {miss['p50_ms'] / hit['p50_ms']:.1f}x")
     print(f"opa engine vs embedded, unique (p50): {opa['unique (engine)']['p50_ms'] / miss['p50_ms']:.2f}x")
+    print(f"wasm engine vs embedded, unique (p50): {wasm['unique (engine)']['p50_ms'] / miss['p50_ms']:.2f}x")
     mix, worst = results["rollout (embedded)"].values()
     print(
         f"rollout mix vs every request unique, CPU per request: {worst['cpu_total_ms'] / mix['cpu_total_ms']:.1f}x less"
