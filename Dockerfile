@@ -4,6 +4,11 @@
 # virtualenv onto the same slim base and runs as an unprivileged user. The Helm chart
 # runs it with a read-only root filesystem, uid/gid 10001 and all capabilities dropped.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# The opa binary (static) for policy.engine wasm, which compiles each revision with it;
+# the same release as the chart's OPA sidecar.
+ARG OPA_IMAGE=openpolicyagent/opa:1.22.3-static
+
+FROM ${OPA_IMAGE} AS opa
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -20,6 +25,7 @@ RUN groupadd --system --gid 10001 deployguard \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin deployguard
 COPY --from=build /opt/deployguard /opt/deployguard
+COPY --from=opa /opa /usr/local/bin/opa
 ENV PATH=/opt/deployguard/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

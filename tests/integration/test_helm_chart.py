@@ -29,6 +29,7 @@ OPTIONS: dict[str, list[str]] = {
     "defaults": [],
     "cert-manager": ["--set", "certificates.mode=cert-manager"],
     "embedded-engine": ["--set", "engine=embedded"],
+    "wasm-engine": ["--set", "engine=wasm"],
     "fail-open": ["--set", "webhook.failurePolicy=Ignore"],
     "monitoring": ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"],
     "warn-first": ["--set", "policies.mode=warn"],
@@ -134,12 +135,13 @@ def test_default_install_is_highly_available_fail_closed_with_the_opa_sidecar() 
 
 @pytest.mark.integration
 def test_rendered_config_is_what_deployguard_serve_reads(tmp_path: Path) -> None:
-    for option, engine in (("defaults", "opa"), ("embedded-engine", "embedded")):
+    for option, engine in (("defaults", "opa"), ("embedded-engine", "embedded"), ("wasm-engine", "wasm")):
         (config_map,) = [d for d in by_kind(render(*OPTIONS[option]), "ConfigMap") if "config.yaml" in d["data"]]
         path = tmp_path / f"{option}.yaml"
         path.write_text(config_map["data"]["config.yaml"])
         settings = load_settings(path)
         assert settings.policy.engine == engine
+        assert settings.policy.opa_binary == "/usr/local/bin/opa"  # where the image puts it (Dockerfile)
         assert settings.policy.directory == Path("/etc/deployguard/policies")
         assert settings.server.certfile == Path("/etc/deployguard/tls/tls.crt")
         assert settings.admission.deadline_seconds < 10
@@ -328,15 +330,16 @@ def test_certificate_options() -> None:
 def test_fail_open_and_embedded_options_change_what_they_say() -> None:
     (vwc,) = by_kind(render(*OPTIONS["fail-open"]), "ValidatingWebhookConfiguration")
     assert vwc["webhooks"][0]["failurePolicy"] == "Ignore"
-    (deployment,) = by_kind(render(*OPTIONS["embedded-engine"]), "Deployment")
-    assert "initContainers" not in deployment["spec"]["template"]["spec"]
+    for in_process in ("embedded-engine", "wasm-engine"):
+        (deployment,) = by_kind(render(*OPTIONS[in_process]), "Deployment")
+        assert "initContainers" not in deployment["spec"]["template"]["spec"]
 
 
 # values -> words the operator must see
 BAD_VALUES = [
     (["--set", "webhook.failurePolicy=Never"], "value must be one of 'Fail', 'Ignore'"),
     (["--set", "replicaCount=0"], "/replicaCount"),
-    (["--set", "engine=wasm"], "value must be one of 'opa', 'embedded'"),
+    (["--set", "engine=rego-cpp"], "value must be one of 'opa', 'embedded', 'wasm'"),
     (["--set", "webhook.timeoutSeconds=45"], "/webhook/timeoutSeconds"),
     (["--set", "securityContext.readOnlyRootFilesystem=false"], "/securityContext/readOnlyRootFilesystem"),
     (["--set", "securityContext.runAsNonRoot=false"], "/securityContext/runAsNonRoot"),

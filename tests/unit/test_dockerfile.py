@@ -31,15 +31,35 @@ def build_args() -> dict[str, str]:
     return dict(rest.split("=", 1) for word, rest in instructions() if word == "ARG" and "=" in rest)
 
 
-def test_base_images_are_pinned_slim_python_and_never_latest() -> None:
-    bases = [rest.split()[0] for word, rest in instructions() if word == "FROM"]
-    assert len(bases) >= 2, "multi-stage: a build stage and a runtime stage"
+def _images() -> list[tuple[str, str]]:
+    """(image with build args filled in, stage name) of every FROM."""
     args = build_args()
-    for base in bases:
-        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+    found = []
+    for word, rest in instructions():
+        if word == "FROM":
+            parts = rest.split()
+            image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], parts[0])
+            found.append((image, parts[2] if len(parts) > 2 else ""))
+    return found
+
+
+def test_base_images_are_pinned_slim_python_and_never_latest() -> None:
+    bases = [image for image, stage in _images() if stage != "opa"]
+    assert len(bases) >= 2, "multi-stage: a build stage and a runtime stage"
+    for image in bases:
         name, _, tag = image.partition(":")
         assert name == "python" and tag, f"{image}: a python base with an explicit tag"
         assert tag != "latest" and re.match(r"\d+\.\d+\.\d+-slim", tag), f"{image}: pin the Python patch version, slim"
+
+
+def test_the_opa_for_the_wasm_engine_is_the_sidecars_release_where_the_chart_looks() -> None:
+    [(image, _)] = [(image, stage) for image, stage in _images() if stage == "opa"]
+    values = yaml.safe_load((REPO / "charts/deployguard/values.yaml").read_text())
+    assert image == f"openpolicyagent/opa:{values['opa']['image']['tag']}" and image.endswith("-static")
+    copies = [rest for word, rest in instructions() if word == "COPY" and rest.startswith("--from=opa ")]
+    assert copies == ["--from=opa /opa /usr/local/bin/opa"]
+    config = (REPO / "charts/deployguard/templates/configmap-config.yaml").read_text()
+    assert '"opa_binary" "/usr/local/bin/opa"' in config
 
 
 def test_runs_as_the_unprivileged_user_the_chart_expects() -> None:
