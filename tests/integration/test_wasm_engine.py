@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,40 @@ decision := {"deny": [], "warn": [], "x": x, "s": s} if not input.off
     with pytest.raises(EngineError, match="undefined"):
         await engine.evaluate({"off": True})
     assert (await engine.evaluate({"a": True, "args": ["again"]}))["s"] == "again"  # and it goes on
+
+
+RUNAWAY = """package deployguard
+import rego.v1
+default spin := 0
+spin := count([1 | some a in _r; some b in _r; some c in _r; a == -1]) if input.spin
+_r := numbers.range(1, input.spin)
+default n := 0
+n := count([x | some x in numbers.range(1, input.count); x % 7 == 0]) if input.count
+decision := {"deny": [], "warn": [], "spin": spin, "n": n}
+"""
+
+
+async def test_a_runaway_evaluation_is_stopped_at_the_deadline(tmp_path: Path) -> None:
+    """rego-cpp cannot be interrupted; here an evaluation past the engine's timeout (the
+    admission deadline when serving) traps: an error, so a deny, and the loop is free again."""
+    engine = WasmEngine(str(tool("opa")), timeout_seconds=0.2)
+    await engine.load(_bundle_of(tmp_path, RUNAWAY))
+    assert (await engine.evaluate({"spin": 10}))["spin"] == 0
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"the evaluation ran past 0.2 s and was stopped"):
+        await engine.evaluate({"spin": 5000})  # 125 billion steps
+    assert time.monotonic() - started < 5
+    assert (await engine.evaluate({"spin": 10}))["spin"] == 0
+
+
+async def test_an_evaluation_needing_too_much_memory_is_stopped_and_the_memory_given_back(tmp_path: Path) -> None:
+    engine = WasmEngine(str(tool("opa")))
+    await engine.load(_bundle_of(tmp_path, RUNAWAY))
+    with pytest.raises(EngineError, match=r"needed more than 256 MiB and was stopped"):
+        await engine.evaluate({"count": 50_000_000})
+    assert (await engine.evaluate({"count": 14}))["n"] == 2
+    policy = engine._policy
+    assert policy is not None and policy._memory.data_len(policy._store) < 32 * 1024 * 1024
 
 
 async def test_a_revision_that_does_not_compile_leaves_the_current_one_serving(tmp_path: Path) -> None:

@@ -58,8 +58,9 @@ def compile_wasm(bundle: PolicyBundle, opa_binary: str) -> bytes:
 class WasmEngine:
     name = "wasm"
 
-    def __init__(self, opa_binary: str = "opa") -> None:
+    def __init__(self, opa_binary: str = "opa", timeout_seconds: float = 8.0) -> None:
         self._opa_binary = opa_binary
+        self._timeout = timeout_seconds  # an evaluation running longer is stopped (an error: a deny)
         self._policy: WasmPolicy | None = None
         self._entrypoint = 0
         self._revision = ""
@@ -78,7 +79,7 @@ class WasmEngine:
     def _prepare(self, bundle: PolicyBundle) -> tuple[WasmPolicy, int]:
         wasm = compile_wasm(bundle, self._opa_binary)
         try:
-            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), HOST_BUILTINS)
+            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), HOST_BUILTINS, self._timeout)
         except WasmError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} cannot run on the wasm engine: {exc}") from None
         entrypoint = policy.entrypoints.get(ENTRYPOINT)

@@ -6,26 +6,69 @@ built-in; so exports are called through ``wasmtime_func_call_unchecked`` with th
 argument slots laid out once, and host functions are ``wasmtime_func_new_unchecked``
 callbacks. What OPA's ABI asks of the host: a memory, ``opa_abort`` (stop: a trap) and
 ``opa_builtin0..4`` for the built-ins the compiler did not put in the module.
+
+Unlike rego-cpp, an evaluation here can be stopped: wasmtime checks an epoch counter at
+function entries and loop heads (~4 % of an evaluation), one thread per process advances
+it every ``TICK_SECONDS``, and each evaluation may run for ``timeout`` seconds of them;
+past that it traps, and the caller gets an error, not a decision. Its memory is bounded
+too (``MAX_MEMORY_BYTES``), and given back after an evaluation that needed much of it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
+import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import orjson
-from wasmtime import Engine, FuncType, Limits, Linker, Memory, MemoryType, Module, Store, ValType
+from wasmtime import Config, Engine, FuncType, Limits, Linker, Memory, MemoryType, Module, Store, ValType
 from wasmtime import _ffi as ffi
 from wasmtime._func import Func
 
 _PAGE = 65536
+TICK_SECONDS = 0.05
+# Linear memory per policy: an evaluation needing more is stopped (an error, so a deny).
+# The default policies on a 3 MiB review need a few MiB; OPA frees nothing until the end.
+MAX_MEMORY_BYTES = 256 * 1024 * 1024
+# After an evaluation that left memory larger than this, the instance is made anew.
+RESET_ABOVE_BYTES = 32 * 1024 * 1024
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
 HostBuiltin = Callable[[list[Any]], Any]
 
 
 class WasmError(Exception):
     """The module aborted or trapped, or a host built-in failed: no decision."""
+
+
+class _EpochTicker:
+    """One daemon thread advancing the epoch of every live policy's engine each tick."""
+
+    def __init__(self) -> None:
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def register(self, engine: Engine) -> None:
+        with self._lock:
+            self._engines.add(engine)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deployguard-wasm-epoch", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(TICK_SECONDS)
+            with self._lock:
+                engines = list(self._engines)
+            for engine in engines:
+                engine.increment_epoch()
+
+
+_TICKER = _EpochTicker()
 
 
 def _message(error: Any, read: Callable[[Any, Any], None], delete: Callable[[Any], None]) -> str:
@@ -67,36 +110,51 @@ class WasmPolicy:
         "opa_heap_ptr_set": 1, "opa_eval": 7, "builtins": 0, "entrypoints": 0,
     }  # fmt: skip
 
-    def __init__(self, wasm: bytes, data: bytes, builtins: dict[str, HostBuiltin]) -> None:
-        self._store = Store(Engine())
-        self._memory = Memory(self._store, MemoryType(Limits(5, None)))
+    def __init__(self, wasm: bytes, data: bytes, builtins: dict[str, HostBuiltin], timeout: float = 8.0) -> None:
+        config = Config()
+        config.epoch_interruption = True
+        self._engine = Engine(config)
+        _TICKER.register(self._engine)
+        self._ticks = math.ceil(timeout / TICK_SECONDS) + 1
+        self._timeout = timeout
+        self._data_json = data
+        self._host = builtins
         self._failures: list[BaseException] = []
-        self._callbacks: list[Any] = []  # the C callbacks must live as long as the module
         try:
-            module = Module(self._store.engine, wasm)
+            self._module = Module(self._engine, wasm)
         except Exception as exc:  # wasmtime raises its own error types for invalid modules
             raise WasmError(f"not a Wasm module: {exc}") from None
-        linker = Linker(self._store.engine)
+        self._instantiate()
+
+    def _instantiate(self) -> None:
+        """A fresh store, memory and instance with the data loaded (again after a big evaluation:
+        linear memory only grows, and dropping the store is how it goes back)."""
+        self._store = Store(self._engine)
+        self._store.set_epoch_deadline(self._ticks)  # instantiation runs the module's start code
+        self._memory = Memory(self._store, MemoryType(Limits(5, MAX_MEMORY_BYTES // _PAGE)))
+        self._callbacks: list[Any] = []  # the C callbacks must live as long as the store
+        linker = Linker(self._engine)
         linker.define(self._store, "env", "memory", self._memory)
         self._define(linker, "opa_abort", 1, None, self._abort)
         self._define(linker, "opa_println", 1, None, lambda _slots: 0)
         for arity in range(5):
             self._define(linker, f"opa_builtin{arity}", arity + 2, ValType.i32(), self._builtin(arity))
-        instance = linker.instantiate(self._store, module)
+        instance = linker.instantiate(self._store, self._module)
         exports = instance.exports(self._store)
         self._calls = {name: _Call(exports[name], arity) for name, arity in self.EXPORTS.items()}  # type: ignore[arg-type]
         self._context = self._store._context()
         ids: dict[str, int] = orjson.loads(self._dump_json(self._call("builtins")))
-        missing = sorted(set(ids) - set(builtins))
+        missing = sorted(set(ids) - set(self._host))
         if missing:
             raise WasmError(f"the policies call built-in(s) {missing}, which the wasm engine does not provide")
-        self._builtins = {number: builtins[name] for name, number in ids.items()}
+        self._builtins = {number: self._host[name] for name, number in ids.items()}
         self.entrypoints: dict[str, int] = orjson.loads(self._dump_json(self._call("entrypoints")))
-        self._data = self._parse_json(data)
+        self._data = self._parse_json(self._data_json)
         self._heap = self._call("opa_heap_ptr_get")  # everything after it is per evaluation
 
     def evaluate(self, entrypoint: int, policy_input: bytes) -> bytes:
         """The result set as JSON (``[{"result": ...}]``, or ``[]`` when undefined)."""
+        self._store.set_epoch_deadline(self._ticks)
         self._call("opa_heap_ptr_set", self._heap)
         address = self._heap
         needed = address + len(policy_input) + 64 * _PAGE
@@ -108,11 +166,20 @@ class WasmPolicy:
         end = address + len(policy_input)
         try:
             result = self._call("opa_eval", 0, entrypoint, self._data, address, len(policy_input), end, 0)
+            if self._failures:
+                raise WasmError(self._failure_text("a built-in failed"))
+            return ctypes.string_at(self._base() + result)
         except WasmError as exc:
+            if "wasm trap: interrupt" in str(exc):
+                raise WasmError(f"the evaluation ran past {self._timeout:g} s and was stopped") from None
+            if self._memory.data_len(self._store) >= MAX_MEMORY_BYTES - 64 * _PAGE:
+                raise WasmError(
+                    f"the evaluation needed more than {MAX_MEMORY_BYTES >> 20} MiB and was stopped"
+                ) from None
             raise WasmError(self._failure_text(str(exc))) from None
-        if self._failures:
-            raise WasmError(self._failure_text("a built-in failed"))
-        return ctypes.string_at(self._base() + result)
+        finally:
+            if self._memory.data_len(self._store) > RESET_ABOVE_BYTES:
+                self._instantiate()
 
     def _failure_text(self, fallback: str) -> str:
         return str(self._failures[0]) if self._failures else fallback
