@@ -8,7 +8,7 @@ callbacks. What OPA's ABI asks of the host: a memory, ``opa_abort`` (stop: a tra
 ``opa_builtin0..4`` for the built-ins the compiler did not put in the module.
 
 Unlike rego-cpp, an evaluation here can be stopped: wasmtime checks an epoch counter at
-function entries and loop heads (~4 % of an evaluation), one thread per process advances
+function entries and loop heads (~6 % of an evaluation), one thread per process advances
 it every ``TICK_SECONDS``, and each evaluation may run for ``timeout`` seconds of them;
 past that it traps, and the caller gets an error, not a decision. Its memory is bounded
 too (``MAX_MEMORY_BYTES``), and given back after an evaluation that needed much of it.
