@@ -78,6 +78,7 @@ TARGETS = {
     "echo": "echo (ceiling)",
     "embedded": "deployguard embedded",
     "embedded-x2": "deployguard embedded x2 workers",
+    "wasm": "deployguard wasm",
     "opa": "deployguard opa",
 }
 CLIENTS = ("vegeta", "loadgen")
@@ -322,12 +323,15 @@ def main() -> int:
             work,
         )
         opa.wait_until(lambda: http_ok(f"http://127.0.0.1:{opa_port}/health"), 30, "healthy")
+    wasm_config = work / "wasm.yaml"
+    wasm_config.write_text(f"policy:\n  opa_binary: {tool('opa')}\n")
     argvs: dict[str, list[str]] = {
         "echo": [python, "-m", "uvicorn", "bench.echo_app:app", "--host", "127.0.0.1", "--port", "{port}",
                  "--ssl-certfile", str(certs.cert), "--ssl-keyfile", str(certs.key), "--log-level", "warning",
                  "--no-access-log"],
         "embedded": serve,
         "embedded-x2": [*serve, "--workers", "2"],
+        "wasm": [*serve, "--engine", "wasm", "--config", str(wasm_config)],
         "opa": [*serve, "--engine", "opa", "--opa-url", f"http://127.0.0.1:{opa_port}"],
     }  # fmt: skip
     targets = [(TARGETS[key], argvs[key]) for key in TARGETS if key in args.only]

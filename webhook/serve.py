@@ -125,7 +125,7 @@ async def run_server(
 ) -> None:
     """Serve until cancelled or signalled; on ``sockets`` when given (``--workers``), keeping to
     ``share`` of the workers' connections when given."""
-    engine = make_engine(settings.policy, settings.admission.deadline_seconds)
+    engine = make_engine(settings.policy)
     directory = settings.policy.directory or default_policy_dir()
     store = PolicyStore(directory, engine, interval=settings.policy.reload_interval_seconds)
     await store.reload()

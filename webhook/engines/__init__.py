@@ -63,8 +63,8 @@ class PolicyEngine(Protocol):
         """Release connections."""
 
 
-def make_engine(settings: PolicySettings, deadline_seconds: float = 8.0) -> PolicyEngine:
-    """The engine chosen in configuration; the wasm engine stops an evaluation at ``deadline_seconds``."""
+def make_engine(settings: PolicySettings) -> PolicyEngine:
+    """The engine chosen in configuration."""
     if settings.engine == "opa":
         from webhook.engines.opa import OpaEngine
 
@@ -72,7 +72,7 @@ def make_engine(settings: PolicySettings, deadline_seconds: float = 8.0) -> Poli
     if settings.engine == "wasm":
         from webhook.engines.wasm import WasmEngine
 
-        return WasmEngine(settings.opa_binary, deadline_seconds)
+        return WasmEngine(settings.opa_binary)
     from webhook.engines.embedded import EmbeddedEngine
 
     return EmbeddedEngine()

@@ -20,7 +20,7 @@ import orjson
 
 from webhook.engines import DECISION_PATH, PROBE_INPUT
 from webhook.engines.wasm_builtins import HOST_BUILTINS
-from webhook.engines.wasm_runtime import WasmError, WasmPolicy
+from webhook.engines.wasm_runtime import FUEL_PER_EVALUATION, WasmError, WasmPolicy
 from webhook.errors import EngineError, PolicyLoadError
 from webhook.policy_bundle import PolicyBundle
 
@@ -58,9 +58,9 @@ def compile_wasm(bundle: PolicyBundle, opa_binary: str) -> bytes:
 class WasmEngine:
     name = "wasm"
 
-    def __init__(self, opa_binary: str = "opa", timeout_seconds: float = 8.0) -> None:
+    def __init__(self, opa_binary: str = "opa", fuel: int = FUEL_PER_EVALUATION) -> None:
         self._opa_binary = opa_binary
-        self._timeout = timeout_seconds  # an evaluation running longer is stopped (an error: a deny)
+        self._fuel = fuel  # an evaluation doing more work is stopped (an error: a deny)
         self._policy: WasmPolicy | None = None
         self._entrypoint = 0
         self._revision = ""
@@ -79,7 +79,7 @@ class WasmEngine:
     def _prepare(self, bundle: PolicyBundle) -> tuple[WasmPolicy, int]:
         wasm = compile_wasm(bundle, self._opa_binary)
         try:
-            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), HOST_BUILTINS, self._timeout)
+            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), HOST_BUILTINS, self._fuel)
         except WasmError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} cannot run on the wasm engine: {exc}") from None
         entrypoint = policy.entrypoints.get(ENTRYPOINT)
