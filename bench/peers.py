@@ -2,6 +2,7 @@
 """deployguard beside its peers, on the same inputs, in one run.
 
 * rego-cpp in-process (deployguard's embedded engine, evaluation only);
+* the same policies compiled by ``opa build -t wasm``, in-process (the wasm engine);
 * a real OPA server evaluating the same Rego and data through its REST API
   (``opa run --server policies/``; no deployguard in the path), on the very policy
   inputs deployguard builds (facts included): sequential latency and the
@@ -44,6 +45,7 @@ from tests.processes import Process, free_port, http_ok  # noqa: E402
 from webhook.admission import parse_review  # noqa: E402
 from webhook.config import Settings  # noqa: E402
 from webhook.engines.embedded import EmbeddedEngine  # noqa: E402
+from webhook.engines.wasm import WasmEngine  # noqa: E402
 from webhook.facts.setup import build_gatherers  # noqa: E402
 from webhook.memo import DecisionMemo  # noqa: E402
 from webhook.observe.decision_log import DecisionLog  # noqa: E402
@@ -172,7 +174,7 @@ async def build_inputs(body: bytes, n: int) -> tuple[EmbeddedEngine, list[dict[s
     return engine, inputs, objects
 
 
-def embedded_eval(engine: EmbeddedEngine, inputs: list[dict[str, Any]]) -> dict[str, float]:
+def embedded_eval(engine: EmbeddedEngine | WasmEngine, inputs: list[dict[str, Any]]) -> dict[str, float]:
     walls, cpus = [], []
     for policy_input in inputs:
         w, c = time.perf_counter(), time.process_time()
@@ -316,6 +318,9 @@ def main() -> int:
     results: dict[str, Any] = {"inputs": len(inputs), "input_bytes": len(orjson.dumps(inputs[0]))}
     results["embedded (rego-cpp, in-process)"] = embedded_eval(engine, inputs)
     results["embedded, the 2 gator-equivalent rules only"] = embedded_two_rules(inputs)
+    wasm = WasmEngine(str(tool("opa")))
+    asyncio.run(wasm.load(load_bundle(REPO / "policies")))
+    results["wasm (opa build -t wasm, in-process)"] = embedded_eval(wasm, inputs)
     results["opa server REST (no deployguard)"] = opa_rest(work, inputs, args.duration)
     results["deployguard HTTPS, embedded, unique"] = deployguard_https(work, body, args.duration)
     results["gator"] = gator(work, objects, args.gator_iterations)
@@ -323,6 +328,8 @@ def main() -> int:
     dg = results["deployguard HTTPS, embedded, unique"]
     print(json.dumps(results, indent=1))
     print(f"OPA REST p50 / embedded eval p50 (wall): {opa['p50_ms'] / emb['p50_ms']:.2f}")
+    wasm_eval = results["wasm (opa build -t wasm, in-process)"]
+    print(f"wasm eval p50 / embedded eval p50 (wall): {wasm_eval['p50_ms'] / emb['p50_ms']:.2f}")
     print(f"deployguard HTTPS max rps / OPA REST max rps: {dg['max_rps'] / opa['max_rps']:.2f}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
