@@ -130,7 +130,7 @@ async def run_server(
     store = PolicyStore(directory, engine, interval=settings.policy.reload_interval_seconds)
     await store.reload()
     if not engine.revision:
-        if settings.policy.engine == "embedded":
+        if settings.policy.engine in ("embedded", "wasm"):  # in-process: nothing to wait for
             raise ConfigError(f"the policies in {directory} cannot be served: {store.last_error}")
         log.warning("starting unready: %s", store.last_error)
     decision_log = DecisionLog(settings.admission.decision_log_path, fsync=settings.observability.decision_log_fsync)

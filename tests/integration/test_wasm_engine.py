@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,14 @@ def test_deployguard_serve_on_the_wasm_engine(tmp_path: Path) -> None:
         assert '[digest_pinning] container "web" image "nginx:latest" is not pinned by digest' in message
         [record] = served.decisions()
         assert record["engine"] == "wasm" and record["outcome"] == "denied"
+
+
+def test_serve_refuses_to_start_when_opa_cannot_compile(tmp_path: Path) -> None:
+    """In-process, as `embedded`: nothing to wait for, so no serving unready for ever."""
+    config = tmp_path / "config.yaml"
+    config.write_text("policy:\n  engine: wasm\n  opa_binary: /nonexistent/opa\n")
+    deployguard = Path(sys.executable).parent / "deployguard"
+    result = subprocess.run([str(deployguard), "serve", "--dev-certs", "--port", "0", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "cannot run /nonexistent/opa build -t wasm (policy.opa_binary)" in result.stderr, result.stderr
