@@ -95,6 +95,9 @@ def _two_digit_exponent(text: str) -> str:
     return text[: match.start()] + f"e{match.group(1)}{int(match.group(2)):02d}"
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
 def _go_quote(text: str, quote: str = '"') -> str:
     """strconv.Quote (or QuoteRune with ``'``): Go escapes, non-printable runes as \\x, \\u, \\U."""
     out = [quote]
@@ -102,20 +105,8 @@ def _go_quote(text: str, quote: str = '"') -> str:
         code = ord(char)
         if char in (quote, "\\"):
             out.append("\\" + char)
-        elif char == "\a":
-            out.append("\\a")
-        elif char == "\b":
-            out.append("\\b")
-        elif char == "\f":
-            out.append("\\f")
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\r":
-            out.append("\\r")
-        elif char == "\t":
-            out.append("\\t")
-        elif char == "\v":
-            out.append("\\v")
+        elif char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
         elif char.isprintable() or char == " ":
             out.append(char)
         elif code < 0x80:
