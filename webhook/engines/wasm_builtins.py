@@ -6,7 +6,7 @@ OPA's conversion of the arguments (a number without a fraction or exponent is an
 one with is a float64, a string is itself, anything else is its Rego text). The verbs
 and flags policies use are reproduced here (``%s %v %d %f %e %g %q %x %X %t %%``, width,
 precision, ``-+0 #``, Go's ``%!verb(type=value)``, ``%!v(MISSING)`` and ``%!(EXTRA …)``);
-tests/integration/test_wasm_builtins.py holds them to a real ``opa eval``.
+tests/integration/test_wasm_engine.py holds them to a real ``opa eval``.
 """
 
 from __future__ import annotations
