@@ -2,7 +2,7 @@
 
 OPA's own compiler, so OPA's semantics (the differential tests hold the decisions to a
 real OPA server), and compiled code rather than an interpreter: a memo miss costs a
-third of rego-cpp's (README, Performance). The price is the ``opa`` binary at load time
+quarter to a third of rego-cpp's (README, Performance). The price is the ``opa`` binary at load time
 (``policy.opa_binary``) and two built-ins computed in Python (engines/wasm_builtins.py).
 """
 
@@ -49,7 +49,10 @@ def compile_wasm(bundle: PolicyBundle, opa_binary: str) -> bytes:
         if built.returncode != 0:
             raise PolicyLoadError(f"opa build -t wasm refused revision {bundle.revision}: {built.stderr.strip()}")
         with tarfile.open(output) as archive:
-            member = archive.extractfile("/policy.wasm")
+            try:
+                member = archive.extractfile("/policy.wasm")
+            except KeyError:
+                member = None
             if member is None:
                 raise PolicyLoadError("opa build -t wasm wrote no policy.wasm")
             return member.read()
