@@ -13,13 +13,14 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from webhook.engines import DECISION_PATH, PROBE_INPUT
-from webhook.engines.wasm_builtins import HOST_BUILTINS
+from webhook.engines.wasm_builtins import EvaluationClock, host_builtins
 from webhook.engines.wasm_runtime import FUEL_PER_EVALUATION, WasmError, WasmPolicy
 from webhook.errors import EngineError, PolicyLoadError
 from webhook.policy_bundle import PolicyBundle
@@ -58,16 +59,39 @@ def compile_wasm(bundle: PolicyBundle, opa_binary: str) -> bytes:
             return member.read()
 
 
+@dataclass(frozen=True)
+class _Revision:
+    """A compiled revision: the module, its decision entrypoint, and its clock (time.now_ns
+    gives one instant per evaluation; each revision has its own, so loading one while
+    another serves cannot move the serving one's)."""
+
+    policy: WasmPolicy
+    entrypoint: int
+    clock: EvaluationClock
+
+    def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+        self.clock.start()
+        try:
+            results = orjson.loads(self.policy.evaluate(self.entrypoint, orjson.dumps(policy_input)))
+        except WasmError as exc:
+            raise EngineError(f"the wasm engine failed: {exc}") from None
+        if not results or "result" not in results[0]:
+            raise EngineError(f"{ENTRYPOINT} is undefined for this input")
+        value = results[0]["result"]
+        if not isinstance(value, dict):
+            raise EngineError(f"data.deployguard.decision must be an object, got {type(value).__name__}")
+        return value
+
+
 class WasmEngine:
     name = "wasm"
 
     def __init__(self, opa_binary: str = "opa", fuel: int = FUEL_PER_EVALUATION) -> None:
         self._opa_binary = opa_binary
         self._fuel = fuel  # an evaluation doing more work is stopped (an error: a deny)
-        self._policy: WasmPolicy | None = None
-        self._entrypoint = 0
+        self._serving: _Revision | None = None
         self._revision = ""
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one store: evaluations must not interleave
 
     @property
     def revision(self) -> str:
@@ -75,49 +99,38 @@ class WasmEngine:
 
     async def load(self, bundle: PolicyBundle) -> None:
         """Compile ``bundle`` (opa build, then wasmtime) and serve it once it decides the probe input."""
-        policy, entrypoint = await asyncio.to_thread(self._prepare, bundle)
+        compiled = await asyncio.to_thread(self._prepare, bundle)
         with self._lock:
-            self._policy, self._entrypoint, self._revision = policy, entrypoint, bundle.revision
+            self._serving, self._revision = compiled, bundle.revision
 
-    def _prepare(self, bundle: PolicyBundle) -> tuple[WasmPolicy, int]:
+    def _prepare(self, bundle: PolicyBundle) -> _Revision:
         wasm = compile_wasm(bundle, self._opa_binary)
+        clock = EvaluationClock()
         try:
-            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), HOST_BUILTINS, self._fuel)
+            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), host_builtins(clock), self._fuel)
         except WasmError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} cannot run on the wasm engine: {exc}") from None
         entrypoint = policy.entrypoints.get(ENTRYPOINT)
         if entrypoint is None:
             raise PolicyLoadError(f"policy revision {bundle.revision} has no {ENTRYPOINT} entrypoint")
+        compiled = _Revision(policy, entrypoint, clock)
         try:
-            _decision(policy, entrypoint, PROBE_INPUT)
+            compiled.decide(PROBE_INPUT)
         except EngineError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} compiles but cannot decide: {exc}") from None
-        return policy, entrypoint
+        return compiled
 
     def evaluate_sync(self, policy_input: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            if self._policy is None:
+            if self._serving is None:
                 raise EngineError("no policy revision is loaded")
-            return _decision(self._policy, self._entrypoint, policy_input)
+            return self._serving.decide(policy_input)
 
     async def evaluate(self, policy_input: dict[str, Any]) -> dict[str, Any]:
         return self.evaluate_sync(policy_input)
 
     async def ready(self) -> tuple[bool, str]:
-        return (True, "") if self._policy is not None else (False, "no policy revision compiled yet")
+        return (True, "") if self._serving is not None else (False, "no policy revision compiled yet")
 
     async def close(self) -> None:
         return None
-
-
-def _decision(policy: WasmPolicy, entrypoint: int, policy_input: dict[str, Any]) -> dict[str, Any]:
-    try:
-        results = orjson.loads(policy.evaluate(entrypoint, orjson.dumps(policy_input)))
-    except WasmError as exc:
-        raise EngineError(f"the wasm engine failed: {exc}") from None
-    if not results or "result" not in results[0]:
-        raise EngineError(f"{ENTRYPOINT} is undefined for this input")
-    value = results[0]["result"]
-    if not isinstance(value, dict):
-        raise EngineError(f"data.deployguard.decision must be an object, got {type(value).__name__}")
-    return value

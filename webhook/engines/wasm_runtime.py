@@ -119,7 +119,10 @@ class WasmPolicy:
         ids: dict[str, int] = orjson.loads(self._dump_json(self._call("builtins")))
         missing = sorted(set(ids) - set(self._host))
         if missing:
-            raise WasmError(f"the policies call built-in(s) {missing}, which the wasm engine does not provide")
+            raise WasmError(
+                f"the policies call built-in(s) {missing}, which the wasm engine does not provide "
+                "(policy.engine embedded or opa runs them)"
+            )
         self._builtins = {number: self._host[name] for name, number in ids.items()}
         self.entrypoints: dict[str, int] = orjson.loads(self._dump_json(self._call("entrypoints")))
         self._data = self._parse_json(self._data_json)
