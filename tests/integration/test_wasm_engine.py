@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import POLICIES, tool
+from tests.conftest import POLICIES, REPO, tool
 from tests.factories import admission_review, workload
 from tests.served import serve_deployguard
 from webhook.engines import PROBE_INPUT
@@ -282,3 +282,16 @@ def test_serve_refuses_to_start_when_opa_cannot_compile(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)  # fmt: skip
     assert result.returncode != 0
     assert "cannot run /nonexistent/opa build -t wasm (policy.opa_binary)" in result.stderr, result.stderr
+
+
+def test_check_decides_on_the_configured_wasm_engine(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"policy:\n  engine: wasm\n  opa_binary: {tool('opa')}\n")
+    deployguard = Path(sys.executable).parent / "deployguard"
+    manifest = REPO / "examples/deployment-latest.yaml"
+    result = subprocess.run([str(deployguard), "check", "-f", str(manifest), "-o", "json", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    [outcome] = json.loads(result.stdout)
+    assert outcome["engine"] == "wasm" and not outcome["allowed"]
+    assert [f["rule"] for f in outcome["findings"] if f["mode"] == "deny"] == ["digest_pinning"]
