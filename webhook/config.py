@@ -105,6 +105,10 @@ class ServerSettings:
     # A request must arrive whole within this many seconds of its first byte (or of the
     # connection's opening); slower ones are cut (slowloris). The API server sends at once. 0: no limit.
     request_read_timeout_seconds: float = 10.0
+    # A TLS handshake must end this soon after the connection is accepted (asyncio's default is
+    # 60 s, and until then a connection holds a place under max_connections). The API server
+    # finishes in milliseconds. 0: asyncio's 60 s.
+    tls_handshake_timeout_seconds: float = 5.0
     # Request-body bytes one process holds while receiving them, all connections together;
     # beyond, a request gets 503. At least admission.max_body_bytes. 0: no limit.
     max_receiving_body_bytes: int = 32 * 1024 * 1024
@@ -374,6 +378,8 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError("server.memory_release_threshold_mib must be 0 (never) or more")
     if settings.server.max_connections < 0:
         raise ConfigError("server.max_connections must be 0 (no limit) or more")
+    if not settings.server.tls_handshake_timeout_seconds >= 0:
+        raise ConfigError("server.tls_handshake_timeout_seconds must be 0 (asyncio's 60 s) or more")
     if not settings.server.request_read_timeout_seconds >= 0:
         raise ConfigError("server.request_read_timeout_seconds must be 0 (no limit) or more")
     receiving = settings.server.max_receiving_body_bytes

@@ -115,7 +115,7 @@ def serve_forever(
 ) -> None:
     """Run ``run_server`` to the end on the configured event loop (``serve`` and each worker)."""
     cfg = settings.server
-    loop_factory = event_loop_factory(cfg.event_loop, cfg.request_read_timeout_seconds, cfg.max_connections)
+    loop_factory = event_loop_factory(cfg.event_loop, cfg.tls_handshake_timeout_seconds, cfg.max_connections)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(run_server(settings, sockets, share))
 

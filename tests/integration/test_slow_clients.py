@@ -28,6 +28,7 @@ admission:
   max_body_bytes: 200000
 server:
   request_read_timeout_seconds: 1
+  tls_handshake_timeout_seconds: 1
   max_receiving_body_bytes: 300000
   max_connections: 30
 """
@@ -82,8 +83,9 @@ def test_a_request_that_does_not_arrive_whole_in_time_is_cut(served: ServedDeplo
 @pytest.mark.parametrize("sent", [b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"],
                          ids=["nothing", "half a ClientHello"])  # fmt: skip
 def test_a_tls_handshake_that_does_not_finish_in_time_is_cut(served: ServedDeployguard, sent: bytes) -> None:
-    """The same deadline bounds the handshake: before, asyncio's default kept such a socket 60 s,
-    unseen by the sweep (a connection joins uvicorn's list once its handshake is done)."""
+    """server.tls_handshake_timeout_seconds bounds the handshake: before, asyncio's default kept
+    such a socket 60 s, unseen by the sweep (a connection joins uvicorn's list once its handshake
+    is done)."""
     with socket.create_connection(("127.0.0.1", served.port)) as sock:
         sock.settimeout(10)
         sock.sendall(sent)

@@ -65,6 +65,7 @@ def test_zero_means_no_limit() -> None:
     ("server:\n  max_receiving_body_bytes: 1000\n", "at least admission.max_body_bytes"),
     ("server:\n  request_read_timeout_seconds: -1\n", "request_read_timeout_seconds must be 0"),
     ("server:\n  max_connections: -1\n", "max_connections must be 0"),
+    ("server:\n  tls_handshake_timeout_seconds: -1\n", "tls_handshake_timeout_seconds must be 0"),
 ])  # fmt: skip
 def test_settings_that_cannot_work_are_refused(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "config.yaml"

@@ -143,3 +143,25 @@ def test_an_unfinished_handshake_is_dropped_after_the_bound(
 ) -> None:
     waited = _serve(loop_choice, certs, lambda port: _seconds_until_dropped(port, sent), handshake=0.5, limit=limit)
     assert waited < 3  # 60 s without the bound: recv times out
+
+
+def test_serve_bounds_handshakes_by_their_own_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """server.tls_handshake_timeout_seconds, not the request read deadline, reaches the loop."""
+    from dataclasses import replace
+
+    import webhook.serve
+    from webhook.config import Settings
+
+    seen: list[tuple[Any, ...]] = []
+
+    def factory(*args: Any) -> Callable[[], asyncio.AbstractEventLoop]:
+        seen.append(args)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(webhook.serve, "event_loop_factory", factory)
+    settings = Settings()
+    settings = replace(settings, server=replace(settings.server, tls_handshake_timeout_seconds=3.0,
+                                                request_read_timeout_seconds=7.0, max_connections=11))  # fmt: skip
+    with pytest.raises(RuntimeError, match="stop here"):
+        webhook.serve.serve_forever(settings)
+    assert seen == [("auto", 3.0, 11)]
