@@ -275,7 +275,8 @@ def policy_test(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run the policies' Rego tests and case files on the embedded engine (`opa test` runs the Rego tests on OPA)."""
+    """Run the policies' Rego tests on the embedded engine (`opa test` runs them on OPA) and the case
+    files on the in-process engine the settings name (wasm, else embedded)."""
     directory = policies or default_policy_dir()
     try:
         bundle = load_bundle(directory)

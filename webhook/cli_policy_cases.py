@@ -11,6 +11,7 @@ import typer
 
 from webhook.check import outcome_json, outcome_text
 from webhook.config import Settings
+from webhook.engines import PolicyEngine
 from webhook.engines.embedded import EmbeddedEngine
 from webhook.errors import DeployguardError
 from webhook.observe.explain import Explainer, explanation_json, explanation_text
@@ -29,13 +30,17 @@ def test_cases(policy_dir: Path, cases_dir: Path | None, settings: Settings, *, 
         cases = load_cases(cases_dir)
         if not cases:
             raise DeployguardError(f"no case files (*.yaml, *.yml, *.json) in {cases_dir}")
-        engine = EmbeddedEngine()
+        engine: PolicyEngine = EmbeddedEngine()
+        if settings.policy.engine == "wasm":  # the in-process engine the webhook would use
+            from webhook.engines.wasm import WasmEngine
+
+            engine = WasmEngine(settings.policy.opa_binary)
         results = asyncio.run(_run(engine, policy_dir, settings, cases))
     except DeployguardError as exc:
         typer.echo(f"deployguard: {exc}", err=True)
         raise typer.Exit(1) from None
     failed = [r for r in results if not r.passed]
-    typer.echo(f"cases in {cases_dir}:")
+    typer.echo(f"cases in {cases_dir} (engine {engine.name}):")
     for result in results:
         if verbose or not result.passed:
             status = "PASS" if result.passed else "FAIL"
@@ -50,7 +55,7 @@ def test_cases(policy_dir: Path, cases_dir: Path | None, settings: Settings, *, 
 
 
 async def _run(
-    engine: EmbeddedEngine, policy_dir: Path, settings: Settings, cases: Sequence[PolicyCase]
+    engine: PolicyEngine, policy_dir: Path, settings: Settings, cases: Sequence[PolicyCase]
 ) -> list[CaseResult]:
     """Load the policies into the engine the webhook would use, then run every case on it."""
     await engine.load(load_bundle(policy_dir))

@@ -295,3 +295,14 @@ def test_check_decides_on_the_configured_wasm_engine(tmp_path: Path) -> None:
     [outcome] = json.loads(result.stdout)
     assert outcome["engine"] == "wasm" and not outcome["allowed"]
     assert [f["rule"] for f in outcome["findings"] if f["mode"] == "deny"] == ["digest_pinning"]
+
+
+def test_policy_cases_run_on_the_configured_wasm_engine(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"policy:\n  engine: wasm\n  opa_binary: {tool('opa')}\n")
+    deployguard = Path(sys.executable).parent / "deployguard"
+    result = subprocess.run([str(deployguard), "policy", "test", "--config", str(config)],
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert f"cases in {REPO / 'policy-cases'} (engine wasm):" in result.stdout
+    assert "CASES FAIL" not in result.stdout
