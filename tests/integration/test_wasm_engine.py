@@ -201,8 +201,12 @@ decision := {"deny": [], "warn": [], "x": x, "s": s} if not input.off
     engine = _engine()
     await engine.load(_bundle_of(tmp_path, source))
     assert (await engine.evaluate({"a": True, "args": ["ok"]}))["s"] == "ok"
-    with pytest.raises(EngineError, match="var assignment conflict"):
-        await engine.evaluate({"a": True, "b": True, "args": []})
+    assert engine._serving is not None
+    before = engine._serving.policy._store
+    for _ in range(50):  # each trap leaves the module's stack pointer where it stopped
+        with pytest.raises(EngineError, match="var assignment conflict"):
+            await engine.evaluate({"a": True, "b": True, "args": []})
+    assert engine._serving.policy._store is not before  # so a trap is followed by a fresh instance
     with pytest.raises(EngineError, match="sprintf: operand 2 must be an array"):
         await engine.evaluate({"a": True, "args": {"not": "an array"}})
     with pytest.raises(EngineError, match="undefined"):

@@ -140,8 +140,13 @@ class WasmPolicy:
         self._memory.write(self._store, policy_input, address)
         self._failures.clear()
         end = address + len(policy_input)
+        trapped = False
         try:
-            result = self._call("opa_eval", 0, entrypoint, self._data, address, len(policy_input), end, 0)
+            try:
+                result = self._call("opa_eval", 0, entrypoint, self._data, address, len(policy_input), end, 0)
+            except WasmError:
+                trapped = True
+                raise
             if self._failures:
                 raise WasmError(self._failure_text("a built-in failed"))
             return ctypes.string_at(self._base() + result)
@@ -154,7 +159,10 @@ class WasmPolicy:
                 ) from None
             raise WasmError(self._failure_text(str(exc))) from None
         finally:
-            if self._memory.data_len(self._store) > RESET_ABOVE_BYTES:
+            # A trap leaves the module's globals (its stack pointer among them) where it stopped:
+            # start afresh rather than trust them. And linear memory only grows: a big evaluation's
+            # memory goes back with the store.
+            if trapped or self._memory.data_len(self._store) > RESET_ABOVE_BYTES:
                 self._instantiate()
 
     def _failure_text(self, fallback: str) -> str:
