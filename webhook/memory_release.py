@@ -5,8 +5,8 @@ connections) in its heap for reuse, so a process stays at the peak of its worst 
 300 reviews of 2.5 MB took ``deployguard serve`` from 133 to 220 MB, and it stayed there.
 In a pod that peak counts against the memory limit and the kubelet's eviction order, so the
 next burst starts closer to an OOM kill. Every few seconds this reads how much free memory
-the heap holds (``mallinfo2``: microseconds) and, once RSS has grown by the threshold since
-the last look and the heap holds that much free, returns the free pages
+the heap holds (``mallinfo2``: microseconds) and, once the process is quiet, RSS has grown
+by the threshold since the last look and the heap holds that much free, returns the free pages
 (``malloc_trim(0)``: ~1 ms for a 200 MB heap; 220 -> 136 MB in that example).
 
 With another C library (musl) or without ``mallinfo2`` (glibc < 2.33) it does nothing.
@@ -18,12 +18,15 @@ import asyncio
 import ctypes
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("deployguard.memory")
 
 INTERVAL_SECONDS = 5.0
+# "Quiet": the process used at most this share of one core since the last look.
+QUIET_CPU_SHARE = 0.2
 _MIB = 1024 * 1024
 
 
@@ -85,12 +88,15 @@ def rss_bytes() -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def worth_trimming(*, free: int, rss: int, baseline: int, threshold: int) -> bool:
-    """Trim when RSS grew by ``threshold`` since the last trim (or the start) and the heap holds
-    that much free: the growth is likely freed memory rather than live data such as caches.
-    The baseline moves to RSS after each trim, even a trim that freed little, so a fragmented
-    heap is not trimmed again until RSS grows once more."""
-    return free >= threshold and rss - baseline >= threshold
+def worth_trimming(*, free: int, rss: int, baseline: int, threshold: int, busy: float = 0.0) -> bool:
+    """Trim when the process is quiet (``busy``: the share of a core it used since the last look,
+    at most QUIET_CPU_SHARE), RSS grew by ``threshold`` since the last trim (or the start) and the
+    heap holds that much free: the growth is likely freed memory rather than live data such as
+    caches. Under load the heap is about to be used again: trimming then measured 6 trims a
+    minute, each followed by page faults on the pages it gave back. The baseline moves to RSS
+    after each trim, even one that freed little, so a fragmented heap is not trimmed again
+    until RSS grows once more."""
+    return busy <= QUIET_CPU_SHARE and free >= threshold and rss - baseline >= threshold
 
 
 @dataclass(frozen=True)
@@ -106,14 +112,23 @@ class MemoryReleaser:
     def __init__(self, heap: GlibcHeap, threshold_bytes: int) -> None:
         self.heap, self.threshold = heap, threshold_bytes
         self.baseline = rss_bytes()
+        self._cpu, self._wall = time.process_time(), time.monotonic()
 
-    def check(self) -> Release | None:
-        """One look; the release made, if any."""
+    def busy(self) -> float:
+        """The share of one core this process used since the last call."""
+        cpu, wall = time.process_time(), time.monotonic()
+        share = (cpu - self._cpu) / max(wall - self._wall, 1e-6)
+        self._cpu, self._wall = cpu, wall
+        return share
+
+    def check(self, busy: float | None = None) -> Release | None:
+        """One look (``busy``: measured since the last look unless given); the release made, if any."""
+        busy = self.busy() if busy is None else busy
         rss = rss_bytes()
         if rss < self.baseline:
             self.baseline = rss
         free = self.heap.free_bytes()
-        if not worth_trimming(free=free, rss=rss, baseline=self.baseline, threshold=self.threshold):
+        if not worth_trimming(free=free, rss=rss, baseline=self.baseline, threshold=self.threshold, busy=busy):
             return None
         self.heap.trim()
         self.baseline = rss_bytes()

@@ -27,6 +27,13 @@ def test_worth_trimming(free: int, rss: int, baseline: int, expected: bool) -> N
     assert worth_trimming(free=free, rss=rss, baseline=baseline, threshold=16 * MIB) is expected
 
 
+def test_never_while_busy() -> None:
+    """Under load the freed heap is about to be used again: no trim until the process is quiet."""
+    grown = {"free": 64 * MIB, "rss": 200 * MIB, "baseline": 130 * MIB, "threshold": 16 * MIB}
+    assert worth_trimming(**grown, busy=0.05) is True
+    assert worth_trimming(**grown, busy=0.9) is False
+
+
 @pytest.fixture
 def heap() -> GlibcHeap:
     found = GlibcHeap.of_this_process()
@@ -58,17 +65,18 @@ def test_a_burst_freed_is_returned_and_rss_falls(heap: GlibcHeap) -> None:
     _burst(96)
     before = rss_bytes()
     assert heap.free_bytes() >= 90 * MIB
-    released = releaser.check()
+    assert releaser.check(busy=0.9) is None  # still serving: kept
+    released = releaser.check(busy=0.0)
     assert released is not None
     assert released.rss_before - released.rss_after >= 64 * MIB, released
     assert rss_bytes() <= before - 64 * MIB
     assert releaser.baseline == released.rss_after
-    assert releaser.check() is None  # nothing grew since: no second trim
+    assert releaser.check(busy=0.0) is None  # nothing grew since: no second trim
 
 
 def test_no_trim_without_growth(heap: GlibcHeap) -> None:
     releaser = MemoryReleaser(heap, 16 * MIB)
-    assert releaser.check() is None
+    assert releaser.check(busy=0.0) is None
 
 
 def test_memory_releaser_off_at_zero() -> None:
