@@ -19,8 +19,7 @@ from webhook.cli_governance import break_glass_app, budget_app
 from webhook.cli_image import image_app
 from webhook.cli_windows import windows_app
 from webhook.config import EngineName, Settings, load_settings
-from webhook.engines import PolicyEngine
-from webhook.engines.embedded import EmbeddedEngine
+from webhook.engines import make_offline_engine
 from webhook.engines.renumbering import compile_in_child
 from webhook.errors import DeployguardError
 from webhook.facts.setup import build_gatherers
@@ -157,13 +156,7 @@ def check(
         raise _fail(f"{file} holds no Kubernetes objects")
 
     async def run() -> list[dict[str, object]]:
-        # The in-process engine the webhook would use: wasm when configured, else rego-cpp
-        # (for engine "opa" too: no server is needed offline, and the two decide alike).
-        engine: PolicyEngine = EmbeddedEngine()
-        if settings.policy.engine == "wasm":
-            from webhook.engines.wasm import WasmEngine  # wasmtime only when asked for
-
-            engine = WasmEngine(settings.policy.opa_binary)
+        engine = make_offline_engine(settings.policy)
         store = PolicyStore(directory, engine)
         await store.reload()
         if not engine.revision:

@@ -11,8 +11,7 @@ import typer
 
 from webhook.check import outcome_json, outcome_text
 from webhook.config import Settings
-from webhook.engines import PolicyEngine
-from webhook.engines.embedded import EmbeddedEngine
+from webhook.engines import PolicyEngine, make_offline_engine
 from webhook.errors import DeployguardError
 from webhook.observe.explain import Explainer, explanation_json, explanation_text
 from webhook.policy_bundle import load_bundle
@@ -30,11 +29,7 @@ def test_cases(policy_dir: Path, cases_dir: Path | None, settings: Settings, *, 
         cases = load_cases(cases_dir)
         if not cases:
             raise DeployguardError(f"no case files (*.yaml, *.yml, *.json) in {cases_dir}")
-        engine: PolicyEngine = EmbeddedEngine()
-        if settings.policy.engine == "wasm":  # the in-process engine the webhook would use
-            from webhook.engines.wasm import WasmEngine
-
-            engine = WasmEngine(settings.policy.opa_binary)
+        engine = make_offline_engine(settings.policy)
         results = asyncio.run(_run(engine, policy_dir, settings, cases))
     except DeployguardError as exc:
         typer.echo(f"deployguard: {exc}", err=True)

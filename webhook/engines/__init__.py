@@ -76,3 +76,15 @@ def make_engine(settings: PolicySettings) -> PolicyEngine:
     from webhook.engines.embedded import EmbeddedEngine
 
     return EmbeddedEngine()
+
+
+def make_offline_engine(settings: PolicySettings) -> PolicyEngine:
+    """The in-process engine for ``check`` and policy cases: wasm when configured, else rego-cpp
+    (for "opa" too: no server is needed offline, and the engines decide alike)."""
+    if settings.engine == "wasm":
+        from webhook.engines.wasm import WasmEngine  # wasmtime only when asked for
+
+        return WasmEngine(settings.opa_binary)
+    from webhook.engines.embedded import EmbeddedEngine
+
+    return EmbeddedEngine()
