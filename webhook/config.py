@@ -116,9 +116,10 @@ class ServerSettings:
     # handshake); more are closed at once, without a handshake (webhook/connection_gate.py).
     # The API server uses tens to hundreds. 0: no limit.
     max_connections: int = 1000
-    # Once RSS has grown this many MiB since the last look and glibc's heap holds as much
-    # free, the free pages go back to the OS (webhook/memory_release.py): without it a burst of
-    # big reviews or connections leaves the process at its peak (133 -> 220 MB, kept). 0: never.
+    # Once the process is quiet, RSS has grown this many MiB since the last look and glibc's
+    # heap holds as much free, the free pages go back to the OS (webhook/memory_release.py):
+    # without it a burst of big reviews or connections leaves the process at its peak
+    # (133 -> 220 MB, kept). 0: never.
     memory_release_threshold_mib: int = 16
     # A plain-HTTP port answering GET /healthz and /readyz only (webhook/probes.py), for the
     # kubelet's probes when client_ca_file makes the TLS port demand a client certificate.
