@@ -124,7 +124,81 @@ def _host_builtin_cases() -> dict[str, list[list[Any]]]:
     return {name: [generate() for _ in range(150)] for name, generate in generators.items()}
 
 
-@pytest.mark.parametrize(("name", "argsets"), list(_host_builtin_cases().items()))
+ZONES = ["", "UTC", "Local", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu",
+         "America/St_Johns", "Pacific/Chatham", "Africa/Monrovia", "Europe/Amsterdam", "America/Sao_Paulo",
+         "Asia/Tokyo", "Nope/Zone", "../etc/passwd", 5]  # fmt: skip
+# Go layout elements and the text around them: named layouts, every element, near-misses ("Month", "Janx")
+LAYOUT_PARTS = ["2006", "06", "01", "1", "Jan", "January", "02", "2", "_2", "__2", "002", "15", "03", "3", "04",
+                "4", "05", "5", "PM", "pm", "MST", "Z07:00", "-0700", "Z0700", "-07", "Z07", "-07:00:00", "Z070000",
+                "-070000", "Z07:00:00", "-07:00", ".000", ".999999999", ",99", ".0", ".9", ",000000000000", "Mon",
+                "Monday", "Month", "Janx", "_2006", "T", " ", "-", ":", "x", "0", "9", "."]  # fmt: skip
+# instants around DST changes (Europe, the US), the epoch, and far-off years
+TRANSITIONS = [1774746000, 1792890000, 1772953200, 1793512800, 0, -2208988800, -5000000000, 7258118400]
+
+
+def _random_instant(rng: random.Random) -> Any:
+    choice = rng.random()
+    if choice < 0.25:
+        ns = rng.choice(TRANSITIONS) * 10**9 + rng.randint(-3 * 3600, 3 * 3600) * 10**9 + rng.choice([0, 1, 5 * 10**8])
+    elif choice < 0.6:
+        ns = rng.randint(-2 * 10**18, 4 * 10**18)
+    elif choice < 0.65:
+        ns = rng.choice([-(2**63), 2**63 - 1, 2**63, 1.5, 1e18, True, "1", None])
+    else:
+        ns = rng.randint(-(2**63), 2**63 - 1)
+    shape = rng.random()
+    if shape < 0.3:
+        return ns
+    if shape < 0.9:
+        return [ns, rng.choice(ZONES)]
+    return [ns, rng.choice(ZONES), "".join(rng.choice(LAYOUT_PARTS) for _ in range(rng.randint(0, 4)))][
+        : rng.randint(0, 3)
+    ]
+
+
+def _random_layout(rng: random.Random) -> str:
+    if rng.random() < 0.2:
+        return rng.choice(["", "RFC3339", "RFC3339Nano", "ANSIC", "UnixDate", "RubyDate", "RFC822", "RFC822Z",
+                           "RFC850", "RFC1123", "RFC1123Z", "Kitchen"])  # fmt: skip
+    return "".join(rng.choice(LAYOUT_PARTS) for _ in range(rng.randint(1, 6)))
+
+
+def _time_builtin_cases() -> dict[str, list[list[Any]]]:
+    """Seeded random arguments for OPA's time.* built-ins: zones with DST, half-hours and
+    seconds in their offsets, unknown and hostile zone names, int64's edges, wrong types."""
+    rng = random.Random(20261128)
+
+    def duration() -> str:
+        if rng.random() < 0.5:
+            return _random_text(rng, "0123456789..-+hmsunµdwy", 8)
+        parts = [f"{rng.choice(['', '-', '+'])}"]
+        for _ in range(rng.randint(1, 3)):
+            number = rng.choice([str(rng.randint(0, 400)), f"{rng.randint(0, 99)}.{rng.randint(0, 999)}",
+                                 "9223372036854775807", "0.000000000000000000001", "1e3", "."])  # fmt: skip
+            parts.append(number + rng.choice(["h", "m", "s", "ms", "us", "µs", "μs", "ns", "d", "w", "y", "mo", ""]))
+        return "".join(parts)
+
+    def integer() -> Any:
+        wide = [1.0, 300, -300, 10**5, 10**9, 1.5, "1"]  # 1.0 is an integer to OPA, 1.5 not
+        return rng.choice([rng.randint(-3, 3), rng.randint(-40, 40), rng.randint(-800, 800), *wide])
+
+    def formatted() -> list[Any]:
+        ns = rng.randint(-2 * 10**18, 4 * 10**18) if rng.random() < 0.8 else rng.choice(TRANSITIONS) * 10**9 + 123
+        return [[ns, rng.choice(ZONES[:13]), _random_layout(rng)]]
+
+    generators: dict[str, Any] = {
+        "time.date": lambda: [_random_instant(rng)],
+        "time.clock": lambda: [_random_instant(rng)],
+        "time.weekday": lambda: [_random_instant(rng)],
+        "time.add_date": lambda: [_random_instant(rng), integer(), integer(), integer()],
+        "time.diff": lambda: [_random_instant(rng), _random_instant(rng)],
+        "time.format": lambda: formatted() if rng.random() < 0.7 else [_random_instant(rng)],
+        "time.parse_duration_ns": lambda: [duration()],
+    }
+    return {name: [generate() for _ in range(200)] for name, generate in generators.items()}
+
+
+@pytest.mark.parametrize(("name", "argsets"), [*_host_builtin_cases().items(), *_time_builtin_cases().items()])
 def test_host_builtins_compute_what_opa_does(tmp_path: Path, name: str, argsets: list[list[Any]]) -> None:
     """Each call in a rule of its own, so that OPA's error for one argument (a built-in error
     makes that rule undefined) shows as a missing result, where ours raises."""
@@ -162,6 +236,44 @@ decision := {"deny": [], "warn": [], "now": time.now_ns(), "again": [time.now_ns
     assert abs(first["now"] - time.time_ns()) < 10**9
     later = await engine.evaluate({})
     assert later["now"] > first["now"]
+
+
+CHANGE_WINDOW = """package deployguard
+import rego.v1
+now := object.get(input, "now", 0)
+zone := object.get(input, "zone", "UTC")
+default in_window := false
+in_window if {
+    [hour, _, _] := time.clock([now, zone])
+    hour >= 9
+    hour < 17
+    not time.weekday([now, zone]) in {"Saturday", "Sunday"}
+}
+decision := {"deny": [], "warn": [], "in_window": in_window, "date": time.date([now, zone]),
+    "until": time.format([time.add_date(now, 0, 1, -1), zone, "Mon Jan _2 15:04 MST 2006"]),
+    "since": time.diff([object.get(input, "then", 0), zone], now),
+    "grace": time.parse_duration_ns(object.get(input, "grace", "1h"))}
+"""
+
+
+async def test_a_change_window_policy_decides_on_wasm_as_opa_does(tmp_path: Path) -> None:
+    """The time built-ins through the module (arguments and results crossing the host
+    boundary), against `opa eval` of the same policy and inputs."""
+    rng = random.Random(7)
+    inputs = [{"now": rng.randint(17 * 10**17, 19 * 10**17), "then": rng.randint(16 * 10**17, 19 * 10**17),
+               "zone": rng.choice(ZONES[:13]), "grace": rng.choice(["36h", "1d12h", "90m", "2w", "1.5y"])}
+              for _ in range(40)]  # fmt: skip
+    engine = _engine()
+    await engine.load(_bundle_of(tmp_path, CHANGE_WINDOW))
+    ours = [await engine.evaluate(policy_input) for policy_input in inputs]
+    (tmp_path / "inputs.json").write_text(json.dumps({"inputs": inputs}))
+    query = "x := [d | some c in input.inputs; d := data.deployguard.decision with input as c]"
+    result = subprocess.run([str(tool("opa")), "eval", "-f", "json", "-d", str(tmp_path / "policy.rego"), "-i",
+                             str(tmp_path / "inputs.json"), query], capture_output=True, text=True, timeout=60,
+                            check=True)  # fmt: skip
+    theirs = json.loads(result.stdout)["result"][0]["bindings"]["x"]
+    assert ours == theirs
+    assert {d["in_window"] for d in ours} == {True, False}
 
 
 def _bundle_of(tmp_path: Path, source: str) -> Any:

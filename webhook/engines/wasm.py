@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 
 from webhook.engines import DECISION_PATH, PROBE_INPUT
-from webhook.engines.wasm_builtins import EvaluationClock, host_builtins
+from webhook.engines.wasm_builtins import host_builtins
 from webhook.engines.wasm_runtime import FUEL_PER_EVALUATION, WasmError, WasmPolicy
+from webhook.engines.wasm_time import EvaluationClock
 from webhook.errors import EngineError, PolicyLoadError
 from webhook.policy_bundle import PolicyBundle
 

@@ -3,9 +3,9 @@
 ``opa build -t wasm`` compiles most built-ins into the module and imports the rest (85 in
 OPA 1.22), so the host must compute those exactly as OPA does. The default policies need
 ``sprintf`` (wasm_sprintf.py) and ``urlquery.encode``; the others here are the ones
-admission policies commonly call (hashes, prefixes, semantic versions, byte and SI units,
-RFC 3339 times, the current time). A policy calling one that is not here is refused at
-load with its name. tests/integration/test_wasm_engine.py holds each to a real ``opa eval``.
+admission policies commonly call (hashes, prefixes, semantic versions, byte and SI units)
+and the ``time.*`` family change windows need (wasm_time.py). A policy calling one that is
+not here is refused at load with its name. tests/integration/test_wasm_engine.py holds each to a real ``opa eval``.
 
 Built-ins take their arguments as JSON values (a set arrives as an array) and return one;
 a wrong type or a bad value raises, which the engine reports as an error (a deny), as
@@ -15,20 +15,20 @@ OPA does with strict built-in errors.
 from __future__ import annotations
 
 import base64
-import calendar
 import codecs
 import hashlib
 import math
 import re
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 from urllib.parse import quote_plus
 
 from webhook.engines.wasm_sprintf import go_sprintf
+from webhook.engines.wasm_time import EvaluationClock, time_builtins
 
 HostBuiltin = Callable[[list[Any]], Any]
+_INT64 = 2**63
 
 
 def _string(value: Any, what: str) -> str:
@@ -194,42 +194,6 @@ def _units_parse(args: list[Any]) -> int | float:
     return int(value) if value.denominator == 1 else float(value)
 
 
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})")
-_INT64 = 2**63
-
-
-def _parse_rfc3339_ns(args: list[Any]) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 time (Go's time.RFC3339 layout)."""
-    text = _string(args[0], "time.parse_rfc3339_ns")
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        raise ValueError(f"time.parse_rfc3339_ns: cannot parse {text!r} as RFC 3339")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60
-            and second < 60):  # fmt: skip
-        raise ValueError(f"time.parse_rfc3339_ns: {text!r} is out of range")
-    zone = match.group(8)
-    offset = 0 if zone == "Z" else (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60) * (1 if zone[0] == "+" else -1)
-    seconds = calendar.timegm((year, month, day, hour, minute, second)) - offset
-    nanoseconds = seconds * 10**9 + int((match.group(7) or "0")[:9].ljust(9, "0"))
-    if not -_INT64 <= nanoseconds < _INT64:
-        raise ValueError(f"time.parse_rfc3339_ns: {text!r} is outside the nanoseconds an int64 holds")
-    return nanoseconds
-
-
-class EvaluationClock:
-    """``time.now_ns``: the same instant for every call in one evaluation, as OPA has it."""
-
-    def __init__(self) -> None:
-        self.now_ns = time.time_ns()
-
-    def start(self) -> None:
-        self.now_ns = time.time_ns()
-
-    def builtin(self, _args: list[Any]) -> int:
-        return self.now_ns
-
-
 def host_builtins(clock: EvaluationClock) -> dict[str, HostBuiltin]:
     """Every built-in the wasm engine provides to a module, by OPA's name."""
     return {
@@ -251,8 +215,7 @@ def host_builtins(clock: EvaluationClock) -> dict[str, HostBuiltin]:
         "semver.compare": _semver_compare,
         "units.parse_bytes": _units_parse_bytes,
         "units.parse": _units_parse,
-        "time.parse_rfc3339_ns": _parse_rfc3339_ns,
-        "time.now_ns": clock.builtin,
+        **time_builtins(clock),
     }
 
 
