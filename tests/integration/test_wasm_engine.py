@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,6 +22,8 @@ from tests.conftest import POLICIES, REPO, tool
 from tests.factories import admission_review, workload
 from tests.served import serve_deployguard
 from webhook.engines import PROBE_INPUT
+from webhook.engines.go_layout import NAMED_LAYOUTS, go_format
+from webhook.engines.go_time import local_zone
 from webhook.engines.wasm import WasmEngine
 from webhook.engines.wasm_builtins import HOST_BUILTINS
 from webhook.engines.wasm_sprintf import go_sprintf
@@ -132,6 +135,12 @@ LAYOUT_PARTS = ["2006", "06", "01", "1", "Jan", "January", "02", "2", "_2", "__2
                 "4", "05", "5", "PM", "pm", "MST", "Z07:00", "-0700", "Z0700", "-07", "Z07", "-07:00:00", "Z070000",
                 "-070000", "Z07:00:00", "-07:00", ".000", ".999999999", ",99", ".0", ".9", ",000000000000", "Mon",
                 "Monday", "Month", "Janx", "_2006", "T", " ", "-", ":", "x", "0", "9", "."]  # fmt: skip
+# layouts a policy would parse dates with (and the named ones)
+PARSE_LAYOUTS = ["2006-01-02", "2006-01-02 15:04:05", "2006-01-02T15:04:05Z07:00", "Jan 2, 2006 at 3:04pm (MST)",
+                 "02/01/2006 15:04 -0700", "2006-01-02T15:04:05.000Z0700", "Mon, 02 Jan 2006", "20060102150405",
+                 "2006-002", "__2 2006 15:04:05,999", "January _2 06 03:04:05.000000 PM -07:00:00", "RFC1123",
+                 "RFC3339", "RFC822", "RFC850", "UnixDate", "ANSIC", "RubyDate", "RFC1123Z", "RFC3339Nano",
+                 "2006-01-02 15:04:05 MST", "Z07 2006 1 2 15 4 5"]  # fmt: skip
 # instants around DST changes (Europe, the US), the epoch, and far-off years
 TRANSITIONS = [1774746000, 1792890000, 1772953200, 1793512800, 0, -2208988800, -5000000000, 7258118400]
 
@@ -186,7 +195,19 @@ def _time_builtin_cases() -> dict[str, list[list[Any]]]:
         ns = rng.randint(-2 * 10**18, 4 * 10**18) if rng.random() < 0.8 else rng.choice(TRANSITIONS) * 10**9 + 123
         return [[ns, rng.choice(ZONES[:13]), _random_layout(rng)]]
 
+    def parse_case() -> list[Any]:
+        """A layout and a value: the value formatted by that layout, often then altered."""
+        layout = rng.choice(PARSE_LAYOUTS) if rng.random() < 0.6 else _random_layout(rng)
+        ns = rng.randint(-2 * 10**18, 4 * 10**18)
+        value = go_format(ns, ZoneInfo(rng.choice(ZONES[3:13])), NAMED_LAYOUTS.get(layout or "RFC3339Nano", layout))
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            at = rng.randint(0, len(value))
+            value = value[:at] + rng.choice(["", "0", "9", " ", "Z", "+", "-", ".", "PM", "UTC", "GMT+3", "CET",
+                                             "ChST", "x", "é"]) + value[at + 1 :]  # fmt: skip
+        return [layout, value]
+
     generators: dict[str, Any] = {
+        "time.parse_ns": parse_case,
         "time.date": lambda: [_random_instant(rng)],
         "time.clock": lambda: [_random_instant(rng)],
         "time.weekday": lambda: [_random_instant(rng)],
@@ -222,6 +243,38 @@ def test_host_builtins_compute_what_opa_does(tmp_path: Path, name: str, argsets:
             differ.append((args, theirs.get(i, "<error>"), ours))
     assert differ == []
     assert len(theirs) >= 10 or name in ("hex.decode",), "mostly errors: the generator misses the point"
+
+
+@pytest.mark.parametrize("local", ["Europe/Berlin", "America/New_York", "", None])
+def test_zone_abbreviations_and_local_time_follow_the_process_zone_as_in_opa(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: str | None
+) -> None:
+    """Go reads a parsed abbreviation ("CEST") in the local zone's list, else as UTC (GMT+h
+    aside), and "Local" is $TZ or /etc/localtime: the same process zone must give the same
+    instants here and in OPA."""
+    if local is None:
+        monkeypatch.delenv("TZ", raising=False)
+    else:
+        monkeypatch.setenv("TZ", local)
+    local_zone.cache_clear()
+    summer, winter = 1782907200 * 10**9, 1798790400 * 10**9  # 2026-07-01 12:00Z, 2027-01-01 12:00Z
+    calls = [
+        ("time.parse_ns", ["2006-01-02 15:04 MST", f"2026-07-01 12:00 {name}"])
+        for name in ["CEST", "CET", "EST", "EDT", "PST", "GMT", "GMT+3", "GMT-11", "UTC", "ChST", "WITA", "AEST"]
+    ]
+    calls += [("time.parse_ns", ["2006-01-02 15:04 MST", f"2027-01-01 12:00 {name}"]) for name in ["CEST", "EDT"]]
+    calls += [(name, [[ns, "Local"]]) for ns in (summer, winter) for name in ("time.clock", "time.date")]
+    calls += [("time.format", [[ns, "Local", "2006-01-02 15:04 MST"]]) for ns in (summer, winter)]
+    try:
+        ours = [HOST_BUILTINS[name](args) for name, args in calls]
+        expressions = [f"{name}({', '.join(json.dumps(a) for a in args)})" for name, args in calls]
+        query = "x := [" + ", ".join(expressions) + "]"
+        result = subprocess.run([str(tool("opa")), "eval", "-f", "json", query],
+                                capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        assert ours == json.loads(result.stdout)["result"][0]["bindings"]["x"]
+    finally:
+        monkeypatch.undo()
+        local_zone.cache_clear()
 
 
 async def test_time_now_ns_is_one_instant_per_evaluation(tmp_path: Path) -> None:
