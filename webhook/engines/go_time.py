@@ -45,6 +45,13 @@ def tzif_abbreviations(data: bytes) -> list[tuple[str, int]]:
     """The local time types of TZif data (RFC 8536), in file order: (abbreviation, UTC offset)."""
     if len(data) < 44 or data[:4] != b"TZif":
         return []
+    try:
+        return _tzif_types(data)
+    except struct.error:  # truncated: no abbreviations, as if the zone listed none
+        return []
+
+
+def _tzif_types(data: bytes) -> list[tuple[str, int]]:
     version = data[4]
     counts = struct.unpack(">6l", data[20:44])
     start = 44
