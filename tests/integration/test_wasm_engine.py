@@ -97,11 +97,24 @@ def _random_text(rng: random.Random, alphabet: str, longest: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
 
 
+# RE2 pieces (and ones Go's regexp refuses: back-references, look-ahead, over 1,000 repeats, "[")
+REGEX_PARTS = ["a", "b", "\u00e9", ".", "a*", "b+", "(a|b)", "(?P<x>a+)", "[ab]", "\\d", "^", "$", "\\b", "x?", "()",
+               "(a*)", "[[:alpha:]]", "\\pL", "(?i)A", "a{2}", "a{1001}", "(a)\\1", "(?=a)", "[", "\\Q.\\E",
+               "(?U)a+", "\\z", "\\s", "(?s).", "|"]  # fmt: skip
+# Go's replacement templates: $1, ${1}, $name, ${name}, $$, and malformed ones
+TEMPLATES = ["", "x", "$1", "${1}", "$x", "${x}", "$$", "$", "${", "$1x", "${1}x", "$0", "$01", "$\u00e9", "[$0]",
+             "${x}$2", "$100000000", "$1000000000"]  # fmt: skip
+
+
 def _host_builtin_cases() -> dict[str, list[list[Any]]]:
     """Seeded random arguments for each host built-in beside sprintf: near-misses included."""
     rng = random.Random(28112026)
     semvers = ["1.0.0", "1.0.0-a", "1.0.0-a.1", "1.0.0-1", "2.1.0", "1.10.0", "1.9.0-rc.10", "1.9.0-rc.9",
                "v1.0.0", "1.0.0+x", "1.0.0-alpha-1", "1.0.0-0"]  # fmt: skip
+
+    def regex() -> str:
+        return "".join(rng.choice(REGEX_PARTS) for _ in range(rng.randint(0, 3)))
+
     generators: dict[str, Any] = {
         "units.parse": lambda: [_random_text(rng, "0123456789..eE+-kKmMgGiIpPtTbB", 6)],
         "units.parse_bytes": lambda: [_random_text(rng, "0123456789..eE+-kKmMgGiIbB", 6)],
@@ -116,6 +129,9 @@ def _host_builtin_cases() -> dict[str, list[list[Any]]]:
             f":{rng.randint(0, 60):02d}:{rng.randint(0, 60):02d}{rng.choice(['', '.5', '.123456789', '.1234567891'])}"
             f"{rng.choice(['Z', '+01:00', '-23:59', '+24:00', 'z'])}"
         ],
+        "regex.replace": lambda: [_random_text(rng, "ab\u00e9 .1\n", 6), regex(), rng.choice(TEMPLATES)],
+        "regex.split": lambda: [regex(), _random_text(rng, "ab\u00e9 .1\n", 6)],
+        "regex.find_n": lambda: [regex(), _random_text(rng, "ab\u00e9 .1\n", 6), rng.choice([-1, 0, 1, 2, 5, 1.0])],
         "crypto.md5": lambda: [_random_text(rng, "ab\u00e9 ", 5)],
         "crypto.sha1": lambda: [_random_text(rng, "ab\u00e9 ", 5)],
         "crypto.sha256": lambda: [_random_text(rng, "ab\u00e9 ", 5)],
@@ -305,16 +321,20 @@ in_window if {
 decision := {"deny": [], "warn": [], "in_window": in_window, "date": time.date([now, zone]),
     "until": time.format([time.add_date(now, 0, 1, -1), zone, "Mon Jan _2 15:04 MST 2006"]),
     "since": time.diff([object.get(input, "then", 0), zone], now),
-    "grace": time.parse_duration_ns(object.get(input, "grace", "1h"))}
+    "grace": time.parse_duration_ns(object.get(input, "grace", "1h")),
+    "registry": regex.replace(object.get(input, "image", ""), "^([^/]+)/.*$", "${1}"),
+    "parts": regex.split("[/:@]", object.get(input, "image", "")),
+    "tags": regex.find_n(":[a-z0-9.]+", object.get(input, "image", ""), -1)}
 """
 
 
 async def test_a_change_window_policy_decides_on_wasm_as_opa_does(tmp_path: Path) -> None:
-    """The time built-ins through the module (arguments and results crossing the host
-    boundary), against `opa eval` of the same policy and inputs."""
+    """The time and regex built-ins through the module (arguments and results crossing the
+    host boundary), against `opa eval` of the same policy and inputs."""
     rng = random.Random(7)
     inputs = [{"now": rng.randint(17 * 10**17, 19 * 10**17), "then": rng.randint(16 * 10**17, 19 * 10**17),
-               "zone": rng.choice(ZONES[:13]), "grace": rng.choice(["36h", "1d12h", "90m", "2w", "1.5y"])}
+               "zone": rng.choice(ZONES[:13]), "grace": rng.choice(["36h", "1d12h", "90m", "2w", "1.5y"]),
+               "image": rng.choice(["ghcr.io/acme/api:1.2", "nginx", "reg.local:5000/a/b@sha256:ab", ""])}
               for _ in range(40)]  # fmt: skip
     engine = _engine()
     await engine.load(_bundle_of(tmp_path, CHANGE_WINDOW))

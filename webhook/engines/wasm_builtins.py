@@ -24,6 +24,7 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import quote_plus
 
+from webhook.engines.wasm_regex import REGEX_BUILTINS
 from webhook.engines.wasm_sprintf import go_sprintf
 from webhook.engines.wasm_time import EvaluationClock, time_builtins
 
@@ -216,6 +217,7 @@ def host_builtins(clock: EvaluationClock) -> dict[str, HostBuiltin]:
         "units.parse_bytes": _units_parse_bytes,
         "units.parse": _units_parse,
         **time_builtins(clock),
+        **REGEX_BUILTINS,
     }
 
 
