@@ -97,6 +97,9 @@ def _random_text(rng: random.Random, alphabet: str, longest: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
 
 
+CIDRS = ["10.0.0.0/8", "10.0.0.0/33", "10.0.0.0/08", "010.0.0.0/8", "1.2.3/24", "::1/128", "::1/129", "fe80::1%eth0/64",
+         "::ffff:1.2.3.4/96", "1.2.3.4", "1.2.3.4/", "1.2.3.4/+8", "2001:db8::/32", "1:2:3:4:5:6:7:8/64", "1::2::3/64",
+         "1.2.3.4/00000000000000000000032", "1.2.3.4/4294967328", " 1.2.3.4/8", "1.2.3.4/8 ", 5, "::/0"]  # fmt: skip
 # RE2 pieces (and ones Go's regexp refuses: back-references, look-ahead, over 1,000 repeats, "[")
 REGEX_PARTS = ["a", "b", "\u00e9", ".", "a*", "b+", "(a|b)", "(?P<x>a+)", "[ab]", "\\d", "^", "$", "\\b", "x?", "()",
                "(a*)", "[[:alpha:]]", "\\pL", "(?i)A", "a{2}", "a{1001}", "(a)\\1", "(?=a)", "[", "\\Q.\\E",
@@ -132,6 +135,28 @@ def _host_builtin_cases() -> dict[str, list[list[Any]]]:
         "regex.replace": lambda: [_random_text(rng, "ab\u00e9 .1\n", 6), regex(), rng.choice(TEMPLATES)],
         "regex.split": lambda: [regex(), _random_text(rng, "ab\u00e9 .1\n", 6)],
         "regex.find_n": lambda: [regex(), _random_text(rng, "ab\u00e9 .1\n", 6), rng.choice([-1, 0, 1, 2, 5, 1.0])],
+        "urlquery.decode": lambda: [_random_text(rng, "a+%2Fg0e\u00e9 ", 7)],
+        "urlquery.decode_object": lambda: [_random_text(rng, "ab=&;+%2F0\u00e9", 9)],
+        "urlquery.encode_object": lambda: [
+            {
+                _random_text(rng, "a b&=\u00e9", 3): rng.choice(
+                    [
+                        _random_text(rng, "x y/\u00e9", 3),
+                        [_random_text(rng, "x&", 2) for _ in range(rng.randint(0, 2))],
+                        5,
+                        [1],
+                    ]
+                )
+                for _ in range(rng.randint(0, 3))
+            }
+        ],
+        "crypto.hmac.md5": lambda: [_random_text(rng, "ab\u00e9 ", 5), _random_text(rng, "k\u00e9", 3)],
+        "crypto.hmac.sha1": lambda: [_random_text(rng, "ab\u00e9 ", 5), _random_text(rng, "k\u00e9", 3)],
+        "crypto.hmac.sha256": lambda: [_random_text(rng, "ab\u00e9 ", 5), _random_text(rng, "k\u00e9", 3)],
+        "crypto.hmac.sha512": lambda: [_random_text(rng, "ab\u00e9 ", 5), _random_text(rng, "k\u00e9", 3)],
+        "crypto.hmac.equal": lambda: [_random_text(rng, "ab", 2), _random_text(rng, "ab", 2)],
+        "net.cidr_is_valid": lambda: [rng.choice(CIDRS) if rng.random() < 0.5 else _random_text(rng, "0129.:/af%", 12)],
+        "glob.quote_meta": lambda: [_random_text(rng, "a*?\\[]{},!-\u00e9", 6)],
         "crypto.md5": lambda: [_random_text(rng, "ab\u00e9 ", 5)],
         "crypto.sha1": lambda: [_random_text(rng, "ab\u00e9 ", 5)],
         "crypto.sha256": lambda: [_random_text(rng, "ab\u00e9 ", 5)],

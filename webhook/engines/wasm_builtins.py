@@ -3,9 +3,11 @@
 ``opa build -t wasm`` compiles most built-ins into the module and imports the rest (85 in
 OPA 1.22), so the host must compute those exactly as OPA does. The default policies need
 ``sprintf`` (wasm_sprintf.py) and ``urlquery.encode``; the others here are the ones
-admission policies commonly call (hashes, prefixes, semantic versions, byte and SI units)
-and the ``time.*`` family change windows need (wasm_time.py). A policy calling one that is
-not here is refused at load with its name. tests/integration/test_wasm_engine.py holds each to a real ``opa eval``.
+admission policies commonly call (hashes and HMACs, prefixes, semantic versions, byte and
+SI units, URL queries, CIDR validity), the ``time.*`` family change windows need
+(wasm_time.py) and the host's regex built-ins (wasm_regex.py). A policy calling one that is
+not here is refused at load with its name. tests/integration/test_wasm_engine.py holds each
+to a real ``opa eval``.
 
 Built-ins take their arguments as JSON values (a set arrives as an array) and return one;
 a wrong type or a bad value raises, which the engine reports as an error (a deny), as
@@ -17,6 +19,8 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+import hmac
+import ipaddress
 import math
 import re
 from collections.abc import Callable
@@ -195,11 +199,107 @@ def _units_parse(args: list[Any]) -> int | float:
     return int(value) if value.denominator == 1 else float(value)
 
 
+def _query_unescape(text: str) -> str:
+    """Go's ``url.QueryUnescape``: ``+`` is a space, ``%XX`` a byte (two hex digits, or an error)."""
+    raw = bytearray()
+    index = 0
+    data = text.encode()
+    while index < len(data):
+        byte = data[index]
+        if byte == ord("%"):
+            pair = data[index + 1 : index + 3]
+            if len(pair) < 2 or not all(chr(c) in "0123456789abcdefABCDEF" for c in pair):
+                raise ValueError(f"invalid URL escape {data[index : index + 3].decode(errors='replace')!r}")
+            raw.append(int(pair, 16))
+            index += 3
+            continue
+        raw.append(ord(" ") if byte == ord("+") else byte)
+        index += 1
+    return bytes(raw).decode("utf-8", errors="deployguard-per-byte")
+
+
+def _query_object(args: list[Any]) -> dict[str, list[str]]:
+    """Go's ``url.ParseQuery``: ``&``-separated ``key=value`` pairs, each unescaped; a ``;``
+    is an error (Go 1.17 on), a pair without ``=`` has the empty value."""
+    parsed: dict[str, list[str]] = {}
+    failure: ValueError | None = None
+    for pair in _string(args[0], "urlquery.decode_object").split("&"):
+        if not pair:
+            continue
+        if ";" in pair:
+            failure = failure or ValueError("invalid semicolon separator in query")
+            continue
+        key, _, value = pair.partition("=")
+        try:
+            parsed.setdefault(_query_unescape(key), []).append(_query_unescape(value))
+        except ValueError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return parsed
+
+
+def _query_encode_object(args: list[Any]) -> str:
+    """Go's ``url.Values.Encode``: keys sorted, each value ``key=value``, both query-escaped."""
+    values = args[0]
+    if not isinstance(values, dict):
+        raise TypeError("urlquery.encode_object: operand 1 must be an object")
+    pairs = []
+    for key in sorted(values):
+        value = values[key]
+        listed = [value] if isinstance(value, str) else value
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            raise ValueError("urlquery.encode_object: values must be string, array[string], or set[string]")
+        pairs += [f"{quote_plus(key, safe='')}={quote_plus(v, safe='')}" for v in listed]
+    return "&".join(pairs)
+
+
+def _hmac(algorithm: str) -> HostBuiltin:
+    def digest(args: list[Any]) -> str:
+        message, key = (_string(a, f"crypto.hmac.{algorithm}").encode() for a in args[:2])
+        return hmac.new(key, message, algorithm).hexdigest()
+
+    return digest
+
+
+def _glob_quote_meta(args: list[Any]) -> str:
+    """gobwas/glob's ``QuoteMeta``: a backslash before each of ``*?\\[]{}``."""
+    return "".join("\\" + c if c in "*?\\[]{}" else c for c in _string(args[0], "glob.quote_meta"))
+
+
+def _cidr_is_valid(args: list[Any]) -> bool:
+    """Go's ``net.ParseCIDR`` succeeds: a strict address (IPv4 without leading zeros, no IPv6
+    zone) and a decimal prefix length (leading zeros allowed) within the address's bits."""
+    text = args[0]
+    if not isinstance(text, str) or "/" not in text:
+        return False
+    address, _, prefix = text.partition("/")
+    if "%" in address or not prefix.isascii() or not prefix.isdigit():
+        return False
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return int(prefix) <= parsed.max_prefixlen
+
+
 def host_builtins(clock: EvaluationClock) -> dict[str, HostBuiltin]:
     """Every built-in the wasm engine provides to a module, by OPA's name."""
     return {
         "sprintf": _sprintf,
         "urlquery.encode": lambda args: quote_plus(_string(args[0], "urlquery.encode"), safe=""),
+        "urlquery.decode": lambda args: _query_unescape(_string(args[0], "urlquery.decode")),
+        "urlquery.decode_object": _query_object,
+        "urlquery.encode_object": _query_encode_object,
+        "crypto.hmac.md5": _hmac("md5"),
+        "crypto.hmac.sha1": _hmac("sha1"),
+        "crypto.hmac.sha256": _hmac("sha256"),
+        "crypto.hmac.sha512": _hmac("sha512"),
+        "crypto.hmac.equal": lambda args: hmac.compare_digest(
+            _string(args[0], "crypto.hmac.equal").encode(), _string(args[1], "crypto.hmac.equal").encode()
+        ),
+        "glob.quote_meta": _glob_quote_meta,
+        "net.cidr_is_valid": _cidr_is_valid,
         "crypto.md5": _hash("md5"),
         "crypto.sha1": _hash("sha1"),
         "crypto.sha256": _hash("sha256"),
