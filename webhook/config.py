@@ -129,6 +129,10 @@ class ServerSettings:
     # under mTLS (what it tells: decision counts by kind and rule, latencies, registries contacted,
     # the policy revision; no namespace or workload names).
     probe_port_metrics: bool = False
+    # Open connections on the probe port per process; more are closed at accept (the kubelet
+    # and a Prometheus need a few; without a ceiling, whoever reaches the port holds as many
+    # as it opens). 0: no limit.
+    probe_max_connections: int = 64
     # "auto": uvloop when installed (uvicorn[standard] brings it; ~2x the asyncio loop's rate), else asyncio;
     # "asyncio" or "uvloop" to choose.
     event_loop: str = "auto"
@@ -379,6 +383,8 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError("server.memory_release_threshold_mib must be 0 (never) or more")
     if settings.server.max_connections < 0:
         raise ConfigError("server.max_connections must be 0 (no limit) or more")
+    if settings.server.probe_max_connections < 0:
+        raise ConfigError("server.probe_max_connections must be 0 (no limit) or more")
     if not settings.server.tls_handshake_timeout_seconds >= 0:
         raise ConfigError("server.tls_handshake_timeout_seconds must be 0 (asyncio's 60 s) or more")
     if not settings.server.request_read_timeout_seconds >= 0:

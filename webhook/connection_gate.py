@@ -12,7 +12,8 @@ whose protocol is ``GatedTLS``: at accept it checks the count and either aborts 
 connection at once (no TLS state is made) or wraps it in the loop's own TLS protocol,
 as the loop would have done, and forwards to it. Connections beyond the ceiling are
 refused while a flood lasts (the API server then applies failurePolicy), instead of the
-process being killed for its memory and restarted into the same flood.
+process being killed for its memory and restarted into the same flood. The plain-HTTP
+probe port gets the same ceiling (``GatedPlain``, ``server.probe_max_connections``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ TlsProtocolClass = Callable[..., asyncio.BufferedProtocol]
 class ConnectionCeiling:
     """How many connections one server holds open, and how many it may."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, setting: str = "server.max_connections") -> None:
         self.limit = limit
+        self.setting = setting
         self.open = 0
         self._refused_unlogged = 0
         self._logged_at = 0.0
@@ -51,8 +53,8 @@ class ConnectionCeiling:
         return False
 
     def _report(self, now: float) -> None:
-        log.warning("refused %d connection(s): %d open, the limit is %d (server.max_connections)",
-                    self._refused_unlogged, self.open, self.limit)  # fmt: skip
+        log.warning("refused %d connection(s): %d open, the limit is %d (%s)",
+                    self._refused_unlogged, self.open, self.limit, self.setting)  # fmt: skip
         self._refused_unlogged, self._logged_at = 0, now
 
     def release(self) -> None:
@@ -97,6 +99,54 @@ class GatedTLS(asyncio.BufferedProtocol):
         self._ceiling.release()
         tls, self._tls = self._tls, None
         tls.connection_lost(exc)
+
+
+class GatedPlain(asyncio.Protocol):
+    """The same ceiling for a plain-HTTP listener (the probe port): refused past it, else
+    the HTTP protocol itself, which this forwards to."""
+
+    __slots__ = ("_ceiling", "_inner")
+
+    def __init__(self, ceiling: ConnectionCeiling, inner: asyncio.Protocol) -> None:
+        self._ceiling = ceiling
+        self._inner: asyncio.Protocol | None = inner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._ceiling.admit():
+            self._inner = None
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        assert self._inner is not None
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is None:
+            return  # refused at accept
+        self._ceiling.release()
+        inner, self._inner = self._inner, None
+        inner.connection_lost(exc)
+
+
+def gated_plain_factory(
+    factory: Callable[[], asyncio.Protocol], ceiling: ConnectionCeiling
+) -> Callable[[], GatedPlain]:
+    """The protocol factory for a plain listener whose connections ``ceiling`` bounds."""
+    return lambda: GatedPlain(ceiling, factory())
 
 
 def gated_tls_factory(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
 
+from webhook.connection_gate import ConnectionCeiling, gated_plain_factory
 from webhook.http_protocol import CoalescingHttpToolsProtocol
 from webhook.observe.metrics import MetricsEndpoint
 from webhook.policy_store import PolicyStore
@@ -72,22 +74,31 @@ class ProbeApp:
 
 
 async def start_probe_listener(
-    app: ProbeApp, host: str, port: int, sock: socket.socket | None = None, state: ServerState | None = None
+    app: ProbeApp,
+    host: str,
+    port: int,
+    sock: socket.socket | None = None,
+    state: ServerState | None = None,
+    max_connections: int = 0,
 ) -> asyncio.AbstractServer:
     """Listen for probes on ``host:port`` (or on ``sock``, a worker's SO_REUSEPORT socket).
 
     Built from the webhook's HTTP protocol (its head limit; ``state`` holds the connections,
     for the read deadline) without a ``uvicorn.Server``: the webhook's own server owns the
-    signal handling and the shutdown, and closes this listener then.
+    signal handling and the shutdown, and closes this listener then. At most
+    ``max_connections`` are open at once (0: no limit); more are closed at accept, as on
+    the TLS port: whoever reaches the port could otherwise hold as many as it opens.
     """
     config = uvicorn.Config(
         app, host=host, port=port, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="warning",
         access_log=False, server_header=False,
     )  # fmt: skip
     config.load()
-    factory = functools.partial(
+    factory: Callable[[], asyncio.Protocol] = functools.partial(
         CoalescingHttpToolsProtocol, config=config, server_state=state or ServerState(), app_state={}
     )
+    if max_connections > 0:
+        factory = gated_plain_factory(factory, ConnectionCeiling(max_connections, "server.probe_max_connections"))
     loop = asyncio.get_running_loop()
     if sock is not None:
         return await loop.create_server(factory, sock=sock)

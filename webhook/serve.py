@@ -236,7 +236,12 @@ async def run_server(
         probe_sock = reuseport_socket(server_cfg.host, server_cfg.probe_port) if sockets else None
         probe_metrics = observability.metrics if server_cfg.probe_port_metrics else None
         probes = await start_probe_listener(
-            ProbeApp(reviewer, store, probe_metrics), server_cfg.host, server_cfg.probe_port, probe_sock, probe_state
+            ProbeApp(reviewer, store, probe_metrics),
+            server_cfg.host,
+            server_cfg.probe_port,
+            probe_sock,
+            probe_state,
+            server_cfg.probe_max_connections,
         )
         log.info("probes on http://%s:%d/readyz and /healthz", server_cfg.host, server_cfg.probe_port)
     try:

@@ -5,7 +5,8 @@ recovers by itself.
 Settings made small so that the test is quick: requests must arrive whole within 1 s
 (server.request_read_timeout_seconds), bodies up to 200,000 bytes each
 (admission.max_body_bytes) and 300,000 bytes being received at once (server.max_receiving_body_bytes),
-30 open connections (server.max_connections).
+30 open connections (server.max_connections), and a probe port holding at most 5
+(server.probe_max_connections).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.factories import admission_review, workload
+from tests.processes import free_port
 from tests.served import ServedDeployguard, serve_deployguard
 
 pytestmark = pytest.mark.integration
@@ -31,6 +33,7 @@ server:
   tls_handshake_timeout_seconds: 1
   max_receiving_body_bytes: 300000
   max_connections: 30
+  probe_max_connections: 5
 """
 REVIEW = json.dumps(admission_review(workload(), uid="meanwhile")).encode()
 
@@ -38,8 +41,10 @@ REVIEW = json.dumps(admission_review(workload(), uid="meanwhile")).encode()
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDeployguard]:
     workdir = tmp_path_factory.mktemp("slow")
-    (workdir / "config.yaml").write_text(CONFIG)
+    probe_port = free_port()
+    (workdir / "config.yaml").write_text(CONFIG + f"  probe_port: {probe_port}\n")
     with serve_deployguard(workdir, config=workdir / "config.yaml") as running:
+        running.probe_port = probe_port  # type: ignore[attr-defined]
         yield running
 
 
@@ -118,6 +123,37 @@ def test_connections_past_the_ceiling_are_closed_at_accept_and_the_service_recov
             time.sleep(0.1)
     assert served.post(REVIEW).status_code == 200
     assert "(server.max_connections)" in served.process.log_tail(80)
+
+
+def _probe_health(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        return sock.recv(4096)
+
+
+def test_the_probe_port_closes_connections_past_its_ceiling_and_recovers(served: ServedDeployguard) -> None:
+    """The plain-HTTP probe port had no ceiling: whoever reached it held as many connections
+    as it opened. Past server.probe_max_connections one is closed at accept, and the kubelet's
+    probes get through again once the flood ends."""
+    port = served.probe_port  # type: ignore[attr-defined]
+    assert _probe_health(port).startswith(b"HTTP/1.1 200")
+    flood = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+            assert _closed_by_server(late)
+    finally:
+        for sock in flood:
+            sock.close()
+    deadline = time.monotonic() + 5
+    answer = b""
+    while time.monotonic() < deadline and not answer.startswith(b"HTTP/1.1 200"):
+        try:
+            answer = _probe_health(port)
+        except ConnectionError:
+            time.sleep(0.1)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert "(server.probe_max_connections)" in served.process.log_tail(80)
 
 
 def test_an_idle_keep_alive_connection_between_requests_is_not_cut_by_the_deadline(served: ServedDeployguard) -> None:
