@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from webhook.engines import DECISION_PATH, PROBE_INPUT
+from webhook.engines.host_steps import HostSteps
 from webhook.engines.wasm_builtins import host_builtins
 from webhook.engines.wasm_runtime import FUEL_PER_EVALUATION, WasmError, WasmPolicy
 from webhook.engines.wasm_time import EvaluationClock
@@ -69,9 +70,11 @@ class _Revision:
     policy: WasmPolicy
     entrypoint: int
     clock: EvaluationClock
+    steps: HostSteps  # the work its host built-ins may do per evaluation (host_steps.py)
 
     def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
         self.clock.start()
+        self.steps.start()
         try:
             results = orjson.loads(self.policy.evaluate(self.entrypoint, orjson.dumps(policy_input)))
         except WasmError as exc:
@@ -106,15 +109,15 @@ class WasmEngine:
 
     def _prepare(self, bundle: PolicyBundle) -> _Revision:
         wasm = compile_wasm(bundle, self._opa_binary)
-        clock = EvaluationClock()
+        clock, steps = EvaluationClock(), HostSteps()
         try:
-            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), host_builtins(clock), self._fuel)
+            policy = WasmPolicy(wasm, orjson.dumps(bundle.data), host_builtins(clock, steps), self._fuel)
         except WasmError as exc:
             raise PolicyLoadError(f"policy revision {bundle.revision} cannot run on the wasm engine: {exc}") from None
         entrypoint = policy.entrypoints.get(ENTRYPOINT)
         if entrypoint is None:
             raise PolicyLoadError(f"policy revision {bundle.revision} has no {ENTRYPOINT} entrypoint")
-        compiled = _Revision(policy, entrypoint, clock)
+        compiled = _Revision(policy, entrypoint, clock, steps)
         try:
             compiled.decide(PROBE_INPUT)
         except EngineError as exc:

@@ -25,10 +25,12 @@ import math
 import re
 from collections.abc import Callable
 from fractions import Fraction
+from functools import partial
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_to_bytes
 
-from webhook.engines.wasm_regex import REGEX_BUILTINS
+from webhook.engines.host_steps import HostSteps
+from webhook.engines.wasm_regex import regex_builtins
 from webhook.engines.wasm_sprintf import go_sprintf
 from webhook.engines.wasm_time import EvaluationClock, time_builtins
 
@@ -71,13 +73,14 @@ def _hex_decode(args: list[Any]) -> str:
 codecs.register_error("deployguard-per-byte", lambda e: ("\ufffd" * (e.end - e.start), e.end))  # type: ignore[attr-defined]
 
 
-def _indexof_n(args: list[Any]) -> list[int]:
-    """Every index (in characters, overlapping) where the needle starts."""
+def _indexof_n(steps: HostSteps, args: list[Any]) -> list[int]:
+    """Every index (in characters, overlapping) where the needle starts; each one a step."""
     haystack, needle = _string(args[0], "indexof_n"), _string(args[1], "indexof_n")
     if not needle:
         raise ValueError("indexof_n: empty search character")
     found, start = [], 0
     while (index := haystack.find(needle, start)) != -1:
+        steps.take(1, "indexof_n")
         found.append(index)
         start = index + 1
     return found
@@ -199,23 +202,15 @@ def _units_parse(args: list[Any]) -> int | float:
     return int(value) if value.denominator == 1 else float(value)
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+
+
 def _query_unescape(text: str) -> str:
     """Go's ``url.QueryUnescape``: ``+`` is a space, ``%XX`` a byte (two hex digits, or an error)."""
-    raw = bytearray()
-    index = 0
-    data = text.encode()
-    while index < len(data):
-        byte = data[index]
-        if byte == ord("%"):
-            pair = data[index + 1 : index + 3]
-            if len(pair) < 2 or not all(chr(c) in "0123456789abcdefABCDEF" for c in pair):
-                raise ValueError(f"invalid URL escape {data[index : index + 3].decode(errors='replace')!r}")
-            raw.append(int(pair, 16))
-            index += 3
-            continue
-        raw.append(ord(" ") if byte == ord("+") else byte)
-        index += 1
-    return bytes(raw).decode("utf-8", errors="deployguard-per-byte")
+    if bad := _BAD_ESCAPE.search(text):
+        raise ValueError(f"invalid URL escape {text[bad.start() : bad.start() + 3]!r}")
+    raw = unquote_to_bytes(text.replace("+", " "))
+    return raw.decode("utf-8", errors="deployguard-per-byte")
 
 
 def _query_object(args: list[Any]) -> dict[str, list[str]]:
@@ -283,8 +278,9 @@ def _cidr_is_valid(args: list[Any]) -> bool:
     return int(prefix) <= parsed.max_prefixlen
 
 
-def host_builtins(clock: EvaluationClock) -> dict[str, HostBuiltin]:
-    """Every built-in the wasm engine provides to a module, by OPA's name."""
+def host_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, HostBuiltin]:
+    """Every built-in the wasm engine provides to a module, by OPA's name; ``time.now_ns``
+    reads ``clock``, and the ones that loop over their input take ``steps``."""
     return {
         "sprintf": _sprintf,
         "urlquery.encode": lambda args: quote_plus(_string(args[0], "urlquery.encode"), safe=""),
@@ -308,7 +304,7 @@ def host_builtins(clock: EvaluationClock) -> dict[str, HostBuiltin]:
         "base64url.encode_no_pad": lambda args: (
             base64.urlsafe_b64encode(_string(args[0], "base64url.encode_no_pad").encode()).decode().rstrip("=")
         ),
-        "indexof_n": _indexof_n,
+        "indexof_n": partial(_indexof_n, steps),
         "strings.count": lambda args: _string(args[0], "strings.count").count(_string(args[1], "strings.count")),
         "strings.any_prefix_match": _any_match(str.startswith, "strings.any_prefix_match"),
         "strings.any_suffix_match": _any_match(str.endswith, "strings.any_suffix_match"),
@@ -317,8 +313,9 @@ def host_builtins(clock: EvaluationClock) -> dict[str, HostBuiltin]:
         "units.parse_bytes": _units_parse_bytes,
         "units.parse": _units_parse,
         **time_builtins(clock),
-        **REGEX_BUILTINS,
+        **regex_builtins(steps),
     }
 
 
-HOST_BUILTINS = host_builtins(EvaluationClock())
+# For calls outside an evaluation (the tests hold each to opa eval): steps unbounded.
+HOST_BUILTINS = host_builtins(EvaluationClock(), HostSteps(limit=2**62))
