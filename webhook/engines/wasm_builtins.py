@@ -4,10 +4,9 @@
 OPA 1.22), so the host must compute those exactly as OPA does. The default policies need
 ``sprintf`` (wasm_sprintf.py) and ``urlquery.encode``; the others here are the ones
 admission policies commonly call (hashes and HMACs, prefixes, semantic versions, byte and
-SI units, URL queries, CIDR validity), the ``time.*`` family change windows need
-(wasm_time.py) and the host's regex built-ins (wasm_regex.py). A policy calling one that is
-not here is refused at load with its name. tests/integration/test_wasm_engine.py holds each
-to a real ``opa eval``.
+SI units, URL queries, CIDR validity) and the ``time.*`` family change windows need
+(wasm_time.py). A policy calling one that is not here is refused at load with its name.
+tests/integration/test_wasm_engine.py holds each to a real ``opa eval``.
 
 Built-ins take their arguments as JSON values (a set arrives as an array) and return one;
 a wrong type or a bad value raises, which the engine reports as an error (a deny), as
@@ -29,8 +28,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote_plus, unquote_to_bytes
 
-from webhook.engines.host_steps import HostSteps
-from webhook.engines.wasm_regex import regex_builtins
+from webhook.engines.host_steps import HostSteps, charged
 from webhook.engines.wasm_sprintf import go_sprintf
 from webhook.engines.wasm_time import EvaluationClock, time_builtins
 
@@ -282,11 +280,11 @@ def host_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, HostBui
     """Every built-in the wasm engine provides to a module, by OPA's name; ``time.now_ns``
     reads ``clock``, and the ones that loop over their input take ``steps``."""
     return {
-        "sprintf": _sprintf,
+        "sprintf": charged(steps, "sprintf", _sprintf, 4),
         "urlquery.encode": lambda args: quote_plus(_string(args[0], "urlquery.encode"), safe=""),
         "urlquery.decode": lambda args: _query_unescape(_string(args[0], "urlquery.decode")),
-        "urlquery.decode_object": _query_object,
-        "urlquery.encode_object": _query_encode_object,
+        "urlquery.decode_object": charged(steps, "urlquery.decode_object", _query_object, 2),
+        "urlquery.encode_object": charged(steps, "urlquery.encode_object", _query_encode_object, 64),
         "crypto.hmac.md5": _hmac("md5"),
         "crypto.hmac.sha1": _hmac("sha1"),
         "crypto.hmac.sha256": _hmac("sha256"),
@@ -294,7 +292,7 @@ def host_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, HostBui
         "crypto.hmac.equal": lambda args: hmac.compare_digest(
             _string(args[0], "crypto.hmac.equal").encode(), _string(args[1], "crypto.hmac.equal").encode()
         ),
-        "glob.quote_meta": _glob_quote_meta,
+        "glob.quote_meta": charged(steps, "glob.quote_meta", _glob_quote_meta, 64),
         "net.cidr_is_valid": _cidr_is_valid,
         "crypto.md5": _hash("md5"),
         "crypto.sha1": _hash("sha1"),
@@ -312,8 +310,7 @@ def host_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, HostBui
         "semver.compare": _semver_compare,
         "units.parse_bytes": _units_parse_bytes,
         "units.parse": _units_parse,
-        **time_builtins(clock),
-        **regex_builtins(steps),
+        **time_builtins(clock, steps),
     }
 
 

@@ -31,6 +31,7 @@ from webhook.engines.go_time import (
     wall_time,
     zone_named,
 )
+from webhook.engines.host_steps import HostSteps, charged
 
 
 class EvaluationClock:
@@ -138,19 +139,24 @@ def _parse_ns(args: list[Any]) -> int:
     return go_parse(NAMED_LAYOUTS.get(layout, layout), value)
 
 
-def time_builtins(clock: EvaluationClock) -> dict[str, Any]:
-    """The ``time.*`` built-ins by OPA's name, ``time.now_ns`` reading ``clock``."""
+def time_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, Any]:
+    """The ``time.*`` built-ins by OPA's name, ``time.now_ns`` reading ``clock``; the ones
+    whose work grows with a layout's or a duration's length charged to ``steps``."""
+
+    def duration(args: list[Any]) -> int:
+        return opa_duration(_string(args[0], "time.parse_duration_ns"))
+
     return {
         "time.now_ns": clock.builtin,
         "time.parse_rfc3339_ns": lambda args: go_parse(NAMED_LAYOUTS["RFC3339"], _string(args[0], "time")),
-        "time.parse_ns": _parse_ns,
-        "time.parse_duration_ns": lambda args: opa_duration(_string(args[0], "time.parse_duration_ns")),
+        "time.parse_ns": charged(steps, "time.parse_ns", _parse_ns, 2),
+        "time.parse_duration_ns": charged(steps, "time.parse_duration_ns", duration, 2),
         "time.date": _date,
         "time.clock": _clock,
         "time.weekday": _weekday,
         "time.add_date": _add_date,
         "time.diff": _diff,
-        "time.format": _format,
+        "time.format": charged(steps, "time.format", _format, 2),
     }
 
 
