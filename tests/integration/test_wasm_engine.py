@@ -100,6 +100,8 @@ def _random_text(rng: random.Random, alphabet: str, longest: int) -> str:
 CIDRS = ["10.0.0.0/8", "10.0.0.0/33", "10.0.0.0/08", "010.0.0.0/8", "1.2.3/24", "::1/128", "::1/129", "fe80::1%eth0/64",
          "::ffff:1.2.3.4/96", "1.2.3.4", "1.2.3.4/", "1.2.3.4/+8", "2001:db8::/32", "1:2:3:4:5:6:7:8/64", "1::2::3/64",
          "1.2.3.4/00000000000000000000032", "1.2.3.4/4294967328", " 1.2.3.4/8", "1.2.3.4/8 ", 5, "::/0"]  # fmt: skip
+
+
 def _host_builtin_cases() -> dict[str, list[list[Any]]]:
     """Seeded random arguments for each host built-in beside sprintf: near-misses included."""
     rng = random.Random(28112026)
@@ -353,6 +355,88 @@ async def test_a_change_window_policy_decides_on_wasm_as_opa_does(tmp_path: Path
     theirs = json.loads(result.stdout)["result"][0]["bindings"]["x"]
     assert ours == theirs
     assert {d["in_window"] for d in ours} == {True, False}
+
+
+def _rego_text(value: Any) -> str:
+    """A Rego literal; a Python set (of texts) is a Rego set."""
+    if isinstance(value, frozenset):
+        return "{" + ", ".join(sorted(value)) + "}" if value else "set()"
+    if isinstance(value, list):
+        return "[" + ", ".join(_rego_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_rego_text(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def _subset_cases(rng: random.Random, count: int) -> list[tuple[Any, Any]]:
+    """Pairs for object.subset: objects, sets, arrays, an array against a set; the second
+    often cut from the first, so that both answers come up."""
+
+    def scalar() -> Any:
+        return rng.choice([0, 1, 2, 1.0, "x", "y", True, False, None])
+
+    def member() -> Any:
+        return rng.choice([scalar(), scalar(), [scalar()], frozenset({_rego_text(scalar())})])
+
+    def value(depth: int = 0) -> Any:
+        kind = rng.choice(["scalar", "array", "set", "object"] if depth < 2 else ["scalar"])
+        if kind == "array":
+            return [member() for _ in range(rng.randint(0, 4))]
+        if kind == "set":
+            return frozenset(_rego_text(member()) for _ in range(rng.randint(0, 3)))
+        if kind == "object":
+            return {k: value(depth + 1) for k in rng.sample(["a", "b", "c"], rng.randint(0, 3))}
+        return scalar()
+
+    def cut(big: Any) -> Any:
+        if isinstance(big, dict) and rng.random() < 0.7:
+            return {k: cut(v) for k, v in big.items() if rng.random() < 0.7}
+        if isinstance(big, frozenset) and rng.random() < 0.7:
+            return frozenset(m for m in big if rng.random() < 0.6)
+        if isinstance(big, list) and big and rng.random() < 0.7:
+            start = rng.randint(0, len(big) - 1)
+            return big[start : rng.randint(start, len(big))]
+        return value(1)
+
+    cases = []
+    for _ in range(count):
+        kind = rng.choice(["object", "object", "set", "array", "array-set"])
+        if kind == "object":
+            big: Any = {k: value(1) for k in rng.sample(["a", "b", "c"], rng.randint(0, 3))}
+        elif kind == "set":
+            big = frozenset(_rego_text(member()) for _ in range(rng.randint(0, 4)))
+        else:
+            big = [member() for _ in range(rng.randint(0, 5))]
+        small = cut(big)
+        expected = {"object": dict, "set": frozenset, "array": list, "array-set": list}[kind]
+        if not isinstance(small, expected):  # keep the pair's types valid (a wrong pair is tested apart)
+            small = big
+        if kind == "array-set":
+            small = frozenset(_rego_text(m) for m in small)
+        cases.append((big, small))
+    return cases
+
+
+async def test_object_subset_tells_sets_from_arrays_as_opa_does(tmp_path: Path) -> None:
+    """object.subset needs to know a set from an array, which JSON cannot say: its arguments
+    cross in Rego's own notation. 300 random pairs (nested sets, arrays, objects; true is not
+    1; OPA's quirks such as [1, 1] covering {1, 2}) decide through the module as in OPA."""
+    cases = _subset_cases(random.Random(11), 300)
+    calls = ", ".join(f"object.subset({_rego_text(a)}, {_rego_text(b)})" for a, b in cases)
+    source = f'package deployguard\nimport rego.v1\ndecision := {{"deny": [], "warn": [], "r": [{calls}]}}\n'
+    engine = _engine()
+    await engine.load(_bundle_of(tmp_path, source))
+    ours = (await engine.evaluate({}))["r"]
+    argv = [str(tool("opa")), "eval", "-f", "json", "-d", str(tmp_path / "policy.rego"), "data.deployguard.decision.r"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    assert ours == json.loads(result.stdout)["result"][0]["expressions"][0]["value"]
+    assert 30 < sum(ours) < 270, "mostly one answer: the generator misses the point"
+    wrong = "package deployguard\nimport rego.v1\n"
+    wrong += 'decision := {"deny": [], "warn": [], '
+    wrong += '"r": object.subset(object.get(input, "a", {}), object.get(input, "b", {}))}\n'
+    await engine.load(_bundle_of(tmp_path, wrong))
+    with pytest.raises(EngineError, match="must be of the same type or array and set"):
+        await engine.evaluate({"a": {"k": 1}, "b": [1]})
 
 
 def _bundle_of(tmp_path: Path, source: str) -> Any:

@@ -27,6 +27,8 @@ from wasmtime import Config, Engine, FuncType, Limits, Linker, Memory, MemoryTyp
 from wasmtime import _ffi as ffi
 from wasmtime._func import Func
 
+from webhook.engines.rego_value import parse_rego_value
+
 _PAGE = 65536
 # Work one evaluation may do (wasmtime's fuel, about one unit per instruction): the denied
 # example needs 765,000 and the compliant one 470,000; 2,000,000,000 take ~0.5 s here.
@@ -79,7 +81,7 @@ class WasmPolicy:
     Not thread-safe (one store): the engine calls it under a lock."""
 
     EXPORTS: ClassVar[dict[str, int]] = {
-        "opa_malloc": 1, "opa_json_parse": 2, "opa_json_dump": 1, "opa_heap_ptr_get": 0,
+        "opa_malloc": 1, "opa_json_parse": 2, "opa_json_dump": 1, "opa_value_dump": 1, "opa_heap_ptr_get": 0,
         "opa_heap_ptr_set": 1, "opa_eval": 7, "builtins": 0, "entrypoints": 0,
     }  # fmt: skip
 
@@ -124,6 +126,10 @@ class WasmPolicy:
                 "(policy.engine embedded or opa runs them)"
             )
         self._builtins = {number: self._host[name] for name, number in ids.items()}
+        # built-ins that must tell a set from an array take Rego's notation instead of JSON
+        self._rego_valued = {
+            number for number, builtin in self._builtins.items() if getattr(builtin, "rego_values", False)
+        }
         self.entrypoints: dict[str, int] = orjson.loads(self._dump_json(self._call("entrypoints")))
         self._data = self._parse_json(self._data_json)
         self._heap = self._call("opa_heap_ptr_get")  # everything after it is per evaluation
@@ -178,6 +184,9 @@ class WasmPolicy:
     def _dump_json(self, value: int) -> bytes:
         return ctypes.string_at(self._base() + self._call("opa_json_dump", value))
 
+    def _dump_rego(self, value: int) -> str:
+        return ctypes.string_at(self._base() + self._call("opa_value_dump", value)).decode()
+
     def _parse_json(self, raw: bytes) -> int:
         address = self._call("opa_malloc", len(raw))
         self._memory.write(self._store, raw, address)
@@ -200,8 +209,12 @@ class WasmPolicy:
 
         def call(slots: Any) -> int:
             try:
-                args = [orjson.loads(self._dump_json(slots[2 + i].i32)) for i in range(arity)]
-                result = self._builtins[slots[0].i32](args)
+                number = slots[0].i32
+                if number in self._rego_valued:
+                    args = [parse_rego_value(self._dump_rego(slots[2 + i].i32)) for i in range(arity)]
+                else:
+                    args = [orjson.loads(self._dump_json(slots[2 + i].i32)) for i in range(arity)]
+                result = self._builtins[number](args)
                 slots[0].i32 = self._parse_json(orjson.dumps(result))
             except Exception as exc:
                 self._failures.append(exc)
