@@ -205,6 +205,17 @@ def _directive(verb: str, flags: str, width: str | None, precision: int | None, 
         return f"%!{verb}({_go_type(value)}={shown})"
 
 
+def _too_large(digits: str) -> bool:
+    """Go's ``parsenum`` overflow: another digit after the number passed 1,000,000 (so widths
+    and precisions stop near ten million rather than asking for gigabytes of padding)."""
+    number = 0
+    for digit in digits:
+        if number > 1_000_000:
+            return True
+        number = number * 10 + int(digit)
+    return False
+
+
 def go_sprintf(template: str, raw_args: list[Any]) -> str:
     """fmt.Sprintf(template, args...) for OPA's arguments."""
     args = [sprintf_argument(value) for value in raw_args]
@@ -215,6 +226,10 @@ def go_sprintf(template: str, raw_args: list[Any]) -> str:
         out.append(template[position : match.start()])
         position = match.end()
         flags, width, precision_text, verb = match.groups()
+        if _too_large(width or "") or _too_large(precision_text or ""):
+            out.append("%!(NOVERB)")  # Go stops reading the format there
+            position = len(template)
+            break
         if verb == "%":
             out.append("%")
             continue

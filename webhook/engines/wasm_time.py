@@ -143,12 +143,15 @@ def time_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, Any]:
     """The ``time.*`` built-ins by OPA's name, ``time.now_ns`` reading ``clock``; the ones
     whose work grows with a layout's or a duration's length charged to ``steps``."""
 
+    def rfc3339(args: list[Any]) -> int:  # a long fraction is read digit by digit
+        return go_parse(NAMED_LAYOUTS["RFC3339"], _string(args[0], "time.parse_rfc3339_ns"))
+
     def duration(args: list[Any]) -> int:
         return opa_duration(_string(args[0], "time.parse_duration_ns"))
 
     return {
         "time.now_ns": clock.builtin,
-        "time.parse_rfc3339_ns": lambda args: go_parse(NAMED_LAYOUTS["RFC3339"], _string(args[0], "time")),
+        "time.parse_rfc3339_ns": charged(steps, "time.parse_rfc3339_ns", rfc3339, 16),
         "time.parse_ns": charged(steps, "time.parse_ns", _parse_ns, 2),
         "time.parse_duration_ns": charged(steps, "time.parse_duration_ns", duration, 2),
         "time.date": _date,
