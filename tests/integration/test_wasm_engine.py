@@ -520,7 +520,9 @@ default found := 0
 found := count(indexof_n(input.t, "a")) if input.t
 default grace := 0
 grace := time.parse_duration_ns(input.d) if input.d
-decision := {"deny": [], "warn": [], "found": found, "grace": grace}
+default memory := 0
+memory := units.parse_bytes(input.m) if input.m
+decision := {"deny": [], "warn": [], "found": found, "grace": grace, "memory": memory}
 """
 
 
@@ -535,8 +537,10 @@ async def test_host_builtins_doing_too_much_work_are_stopped(tmp_path: Path) -> 
         await engine.evaluate({"t": "a" * 150_000})
     with pytest.raises(EngineError, match=r"time.parse_duration_ns: the evaluation's built-ins did more than 100,000"):
         await engine.evaluate({"d": "1s" * 300_000})  # the text is charged before Go's loop runs
-    after = await engine.evaluate({"t": "ba", "d": "1s" * 100})
-    assert (after["found"], after["grace"]) == (1, 100 * 10**9)
+    with pytest.raises(EngineError, match=r"units.parse_bytes: the exponent of '1e999999999' is out of range"):
+        await engine.evaluate({"m": "1e999999999"})  # was 10**999999999 computed exactly: minutes, gigabytes
+    after = await engine.evaluate({"t": "ba", "d": "1s" * 100, "m": "1.5Gi"})
+    assert (after["found"], after["grace"], after["memory"]) == (1, 100 * 10**9, 1610612736)
 
 
 async def test_an_evaluation_needing_too_much_memory_is_stopped_and_the_memory_given_back(tmp_path: Path) -> None:

@@ -138,7 +138,10 @@ def _semver_is_valid(args: list[Any]) -> bool:
     return isinstance(args[0], str)
 
 
-_NUMBER_TEXT = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(.*)")
+_NUMBER_TEXT = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE]([+-]?\d+))?)(.*)")
+# Exponents beyond this are refused: Fraction("1e999999999") computes 10**999999999 (minutes
+# of a blocked event loop and gigabytes); OPA's big.Float gives such a number, we an error.
+_LARGEST_EXPONENT = 4000
 _SI = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15, "e": 10**18}
 _BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50, "ei": 2**60}
 
@@ -168,9 +171,12 @@ def _big_float(value: Fraction) -> Fraction:
 def _number_and_unit(text: str, what: str) -> tuple[Fraction, str]:
     """A signed decimal (with an optional exponent), exactly, and the letters after it; quotes ignored."""
     match = _NUMBER_TEXT.fullmatch(text.replace('"', ""))
-    if match is None or (not match.group(2).isalpha() and match.group(2)):
+    if match is None or (not match.group(3).isalpha() and match.group(3)):
         raise ValueError(f"{what}: could not parse {text!r}")
-    return Fraction(match.group(1)), match.group(2)
+    exponent = match.group(2) or "0"
+    if len(exponent) > 8 or abs(int(exponent)) > _LARGEST_EXPONENT:
+        raise ValueError(f"{what}: the exponent of {text[:40]!r} is out of range")
+    return Fraction(match.group(1)), match.group(3)
 
 
 def _units_parse_bytes(args: list[Any]) -> int:
