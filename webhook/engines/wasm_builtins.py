@@ -218,6 +218,10 @@ def _query_unescape(text: str) -> str:
     return raw.decode("utf-8", errors="deployguard-per-byte")
 
 
+def _query_decode(args: list[Any]) -> str:
+    return _query_unescape(_string(args[0], "urlquery.decode"))
+
+
 def _query_object(args: list[Any]) -> dict[str, list[str]]:
     """Go's ``url.ParseQuery``: ``&``-separated ``key=value`` pairs, each unescaped; a ``;``
     is an error (Go 1.17 on), a pair without ``=`` has the empty value."""
@@ -349,7 +353,7 @@ def host_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, HostBui
     return {
         "sprintf": charged(steps, "sprintf", _sprintf, 4),
         "urlquery.encode": lambda args: quote_plus(_string(args[0], "urlquery.encode"), safe=""),
-        "urlquery.decode": lambda args: _query_unescape(_string(args[0], "urlquery.decode")),
+        "urlquery.decode": charged(steps, "urlquery.decode", _query_decode, 16),
         "urlquery.decode_object": charged(steps, "urlquery.decode_object", _query_object, 2),
         "urlquery.encode_object": charged(steps, "urlquery.encode_object", _query_encode_object, 64),
         "crypto.hmac.md5": _hmac("md5"),
@@ -366,7 +370,7 @@ def host_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, HostBui
         "crypto.sha1": _hash("sha1"),
         "crypto.sha256": _hash("sha256"),
         "hex.encode": lambda args: _string(args[0], "hex.encode").encode().hex(),
-        "hex.decode": _hex_decode,
+        "hex.decode": charged(steps, "hex.decode", _hex_decode, 16),  # invalid UTF-8 costs a call per byte
         "base64url.encode_no_pad": lambda args: (
             base64.urlsafe_b64encode(_string(args[0], "base64url.encode_no_pad").encode()).decode().rstrip("=")
         ),
