@@ -522,7 +522,9 @@ default grace := 0
 grace := time.parse_duration_ns(input.d) if input.d
 default memory := 0
 memory := units.parse_bytes(input.m) if input.m
-decision := {"deny": [], "warn": [], "found": found, "grace": grace, "memory": memory}
+default decoded := 0
+decoded := count(hex.decode(input.h)) if input.h
+decision := {"deny": [], "warn": [], "found": found, "grace": grace, "memory": memory, "decoded": decoded}
 """
 
 
@@ -539,8 +541,10 @@ async def test_host_builtins_doing_too_much_work_are_stopped(tmp_path: Path) -> 
         await engine.evaluate({"d": "1s" * 300_000})  # the text is charged before Go's loop runs
     with pytest.raises(EngineError, match=r"units.parse_bytes: the exponent of '1e999999999' is out of range"):
         await engine.evaluate({"m": "1e999999999"})  # was 10**999999999 computed exactly: minutes, gigabytes
-    after = await engine.evaluate({"t": "ba", "d": "1s" * 100, "m": "1.5Gi"})
-    assert (after["found"], after["grace"], after["memory"]) == (1, 100 * 10**9, 1610612736)
+    with pytest.raises(EngineError, match=r"hex.decode: the evaluation's built-ins did more than 100,000"):
+        await engine.evaluate({"h": "99" * 900_000})  # invalid UTF-8: a Python call per byte
+    after = await engine.evaluate({"t": "ba", "d": "1s" * 100, "m": "1.5Gi", "h": "99" * 1000})
+    assert (after["found"], after["grace"], after["memory"], after["decoded"]) == (1, 100 * 10**9, 1610612736, 1000)
 
 
 async def test_an_evaluation_needing_too_much_memory_is_stopped_and_the_memory_given_back(tmp_path: Path) -> None:
