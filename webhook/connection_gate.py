@@ -61,67 +61,22 @@ class ConnectionCeiling:
         self.open -= 1
 
 
-class GatedTLS(asyncio.BufferedProtocol):
-    """The protocol of one accepted TCP connection: refused past the ceiling, else TLS."""
-
-    __slots__ = ("_ceiling", "_make_tls", "_tls")
-
-    def __init__(self, ceiling: ConnectionCeiling, make_tls: Callable[[asyncio.BaseTransport], Any]) -> None:
-        self._ceiling = ceiling
-        self._make_tls = make_tls
-        self._tls: Any = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._ceiling.admit():
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        self._tls = self._make_tls(transport)
-        self._tls.connection_made(transport)
-
-    def get_buffer(self, sizehint: int) -> Any:
-        return self._tls.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._tls.buffer_updated(nbytes)
-
-    def eof_received(self) -> bool | None:
-        return self._tls.eof_received() if self._tls is not None else None
-
-    def pause_writing(self) -> None:
-        self._tls.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._tls.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._tls is None:
-            return  # refused at accept
-        self._ceiling.release()
-        tls, self._tls = self._tls, None
-        tls.connection_lost(exc)
-
-
-class GatedPlain(asyncio.Protocol):
-    """The same ceiling for a plain-HTTP listener (the probe port): refused past it, else
-    the HTTP protocol itself, which this forwards to."""
+class _Gated:
+    """What both gated protocols share: a place under the ceiling taken at accept (or the
+    connection aborted), given back when the connection is lost, and the events forwarded
+    to the protocol that serves the connection (``_inner``, None when refused)."""
 
     __slots__ = ("_ceiling", "_inner")
 
-    def __init__(self, ceiling: ConnectionCeiling, inner: asyncio.Protocol) -> None:
+    def __init__(self, ceiling: ConnectionCeiling) -> None:
         self._ceiling = ceiling
-        self._inner: asyncio.Protocol | None = inner
+        self._inner: Any = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._ceiling.admit():
-            self._inner = None
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        assert self._inner is not None
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
-            self._inner.data_received(data)
+    def _admitted(self, transport: asyncio.BaseTransport) -> bool:
+        if self._ceiling.admit():
+            return True
+        transport.abort()  # type: ignore[attr-defined]
+        return False
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None
@@ -140,6 +95,47 @@ class GatedPlain(asyncio.Protocol):
         self._ceiling.release()
         inner, self._inner = self._inner, None
         inner.connection_lost(exc)
+
+
+class GatedTLS(_Gated, asyncio.BufferedProtocol):
+    """The protocol of one accepted TCP connection: refused past the ceiling, else TLS."""
+
+    __slots__ = ("_make_tls",)
+
+    def __init__(self, ceiling: ConnectionCeiling, make_tls: Callable[[asyncio.BaseTransport], Any]) -> None:
+        super().__init__(ceiling)
+        self._make_tls = make_tls
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._admitted(transport):
+            self._inner = self._make_tls(transport)
+            self._inner.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._inner.buffer_updated(nbytes)
+
+
+class GatedPlain(_Gated, asyncio.Protocol):
+    """The same ceiling for a plain-HTTP listener (the probe port): refused past it, else
+    the HTTP protocol itself, which this forwards to."""
+
+    __slots__ = ("_waiting",)
+
+    def __init__(self, ceiling: ConnectionCeiling, inner: asyncio.Protocol) -> None:
+        super().__init__(ceiling)
+        self._waiting = inner  # serves the connection once admitted
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._admitted(transport):
+            self._inner = self._waiting
+            self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
 
 
 def gated_plain_factory(
