@@ -18,7 +18,15 @@ depends on the concurrency; the sweep shows that rather than one chosen point.
 ``--wrk-prefix`` runs wrk under a scheduling command (``chrt --batch 0``: its wake-ups
 stop preempting the workers), to tell preemption apart from the cores wrk takes.
 
-    .venv/bin/python bench/workers_scaling.py [--rounds 4] [--duration 5] [--connections 16,32,64] [--unique]
+``--cpu-limit 0.8`` gives every server a CFS quota of 0.8 cores per worker (a cgroup, as
+a pod's ``resources.limits.cpu``; needs root): one worker gets 0.8 of a core, two get
+1.6, and wrk keeps the rest of the machine in both cases. Without it the comparison is
+lopsided on a 2-core machine: one worker has a whole core while wrk runs on the other,
+but two workers must share both cores with wrk. With the quota the configurations
+differ only in the workers and their budget, which is the question asked.
+
+    .venv/bin/python bench/workers_scaling.py [--rounds 4] [--duration 5] [--connections 16,32,64] \\
+        [--unique] [--cpu-limit 0.8]
 """
 
 from __future__ import annotations
@@ -48,14 +56,55 @@ CONFIGS = {  # workers, server.max_requests_per_connection (rotation by age, 60 
 }
 
 
-def start(work: Path, certs: object, workers: int, max_requests: int) -> tuple[subprocess.Popen[bytes], int]:
+def cpu_cgroup(name: str, cores: float) -> Path:
+    """A CPU cgroup whose processes together get at most ``cores`` (a CFS quota, as a pod's
+    ``resources.limits.cpu``): cgroup v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``. Needs root."""
+    period = 100_000
+    unified = Path("/sys/fs/cgroup/cgroup.controllers")
+    if unified.exists() and "cpu" in unified.read_text().split():
+        group = Path("/sys/fs/cgroup") / name
+        group.mkdir(exist_ok=True)
+        (group / "cpu.max").write_text(f"{int(cores * period)} {period}\n")
+        return group
+    group = Path("/sys/fs/cgroup/cpu") / name
+    if not group.parent.is_dir():
+        sys.exit("--cpu-limit needs a cgroup CPU controller (v2 cpu.max or v1 /sys/fs/cgroup/cpu)")
+    group.mkdir(exist_ok=True)
+    (group / "cpu.cfs_period_us").write_text(f"{period}\n")
+    (group / "cpu.cfs_quota_us").write_text(f"{int(cores * period)}\n")
+    return group
+
+
+def remove_cgroup(group: Path) -> None:
+    """Remove a cgroup once the workers (which exit after their parent) have left it."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            group.rmdir()
+            return
+        except OSError as error:  # EBUSY while a process is still in it
+            if time.monotonic() > deadline:
+                print(f"cgroup {group} left behind: {error}", file=sys.stderr)
+                return
+            time.sleep(0.2)
+
+
+def start(
+    work: Path, certs: object, workers: int, max_requests: int, group: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     config = work / f"config-{workers}-{max_requests}.yaml"
     config.write_text(f"server:\n  max_requests_per_connection: {max_requests}\n")
     port = free_port()
     argv = [str(Path(sys.executable).parent / "deployguard"), "serve", "--host", "127.0.0.1", "--port", str(port),
             "--cert", str(certs.cert), "--key", str(certs.key), "--workers", str(workers),  # type: ignore[attr-defined]
             "--policies", str(REPO / "policies"), "--config", str(config)]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def join_group() -> None:  # in the child, before exec: the workers it spawns inherit the cgroup
+        if group is not None:
+            (group / "cgroup.procs").write_text(f"{os.getpid()}\n")
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=join_group)  # fmt: skip
     deadline = time.monotonic() + 60
     while not http_ok(f"https://127.0.0.1:{port}/healthz", cafile=certs.ca_cert):  # type: ignore[attr-defined]
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -72,6 +121,12 @@ def main() -> int:
     parser.add_argument("--connections", default="16", help="one count or a comma-separated list (a sweep)")
     parser.add_argument("--unique", action="store_true", help="every request names another workload (memo misses)")
     parser.add_argument("--body", type=Path, default=REPO / "examples/admission-review.json")
+    parser.add_argument(
+        "--cpu-limit",
+        type=float,
+        default=0.0,
+        help="cores per worker (a CFS quota on each server, as the chart's limits.cpu; needs root)",
+    )
     parser.add_argument("--wrk-prefix", default="", help='run wrk under a command, e.g. "chrt --batch 0"')
     args = parser.parse_args()
     prefix = args.wrk_prefix.split()
@@ -82,7 +137,11 @@ def main() -> int:
     script = work / "post.lua"
     script.write_text(LUA)
     counts = [int(c) for c in args.connections.split(",")]
-    servers = {name: start(work, certs, *config) for name, config in CONFIGS.items()}
+    groups: dict[str, Path | None] = {}
+    for index, (name, (workers, _)) in enumerate(CONFIGS.items()):
+        limit = args.cpu_limit * workers
+        groups[name] = cpu_cgroup(f"dg-bench-{os.getpid()}-{index}", limit) if args.cpu_limit else None
+    servers = {name: start(work, certs, *config, groups[name]) for name, config in CONFIGS.items()}
     results: dict[tuple[int, str], list[dict[str, float]]] = {(c, n): [] for c in counts for n in servers}
     try:
         for _, port in servers.values():  # warm up
@@ -100,6 +159,11 @@ def main() -> int:
     finally:
         for proc, _ in servers.values():
             os.killpg(proc.pid, signal.SIGTERM)
+        for proc, _ in servers.values():
+            proc.wait(timeout=30)
+        for group in groups.values():
+            if group is not None:
+                remove_cgroup(group)
         shutil.rmtree(work, ignore_errors=True)
     medians = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in results.items()}
     print(f"\nmedians of {args.rounds} rounds ({'unique' if args.unique else 'repeated'} reviews); 'vs 1 worker' is the"
