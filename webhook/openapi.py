@@ -53,7 +53,7 @@ VALIDATE_OPENAPI: dict[str, Any] = {
         "400": {"description": "not an AdmissionReview", "content": {"application/json": {"schema": _ERROR}}},
         "413": {"description": "larger than admission.max_body_bytes",
                 "content": {"application/json": {"schema": _ERROR}}},
-        "415": {"description": "a Content-Encoding other than identity (send plain JSON)",
+        "415": {"description": "a Content-Type other than application/json, or a Content-Encoding other than identity",
                 "content": {"application/json": {"schema": _ERROR}}},
         "503": {"description": "too many bodies being received at once (server.max_receiving_body_bytes); retry",
                 "content": {"application/json": {"schema": _ERROR}}},

@@ -77,22 +77,36 @@ class ClientGone(Exception):
     """The caller hung up before its body arrived: there is no one to answer."""
 
 
-def _body_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
-    """The request's Content-Length and Content-Encoding, each None when not sent."""
-    length = encoding = None
+def _body_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The request's Content-Length, Content-Encoding and Content-Type, each None when not sent."""
+    length = encoding = media = None
     for name, value in scope["headers"]:
         if name == b"content-length":
             length = bytes(value)
         elif name == b"content-encoding":
             encoding = bytes(value)
-    return length, encoding
+        elif name == b"content-type":
+            media = bytes(value)
+    return length, encoding, media
+
+
+def _check_media_type(media: bytes | None) -> None:
+    """Refuse (415) a body not declared as JSON: the API server always sends ``application/json``,
+    so anything else is another client, and its body is not what it claims to be read as."""
+    if media is None:
+        raise BadReview("the request has no Content-Type; send the AdmissionReview as application/json", status=415)
+    if media.split(b";", 1)[0].strip().lower() != b"application/json":
+        shown = media.decode("latin-1")[:60]
+        raise BadReview(f"the body is sent as {shown}; send the AdmissionReview as application/json", status=415)
 
 
 async def read_asgi_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudget | None = None) -> bytes:
     """The request body straight from ASGI messages, refusing more than ``limit`` bytes without
-    reading it all (the declared Content-Length first, then what actually arrives), and a body
-    that would take the process's bodies being received past ``budget`` (503)."""
-    declared, encoding = _body_headers(scope)
+    reading it all (the declared Content-Length first, then what actually arrives), a body not
+    sent as plain JSON (415), and a body that would take the process's bodies being received
+    past ``budget`` (503)."""
+    declared, encoding, media = _body_headers(scope)
+    _check_media_type(media)
     if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
         # Read as plain JSON, a compressed body failed with a parse error that named bytes, not the
         # cause; and inflating it here would need its own size limit. The API server never compresses.

@@ -13,7 +13,7 @@ from webhook.config import load_settings
 from webhook.errors import BadReview, ConfigError
 from webhook.server import ClientGone, read_asgi_body
 
-SCOPE: dict[str, Any] = {"type": "http", "headers": []}
+SCOPE: dict[str, Any] = {"type": "http", "headers": [(b"content-type", b"application/json")]}
 
 
 def _receiving(*chunks: bytes, hang_up: bool = False) -> Callable[[], Awaitable[dict[str, Any]]]:

@@ -183,7 +183,7 @@ def test_mutate_route_only_when_enabled(reviewer: Reviewer, decision_log: Captur
     client = TestClient(create_app(reviewer, None, max_body_bytes=64 * 1024, mutator=mutator))
     answer = client.post("/mutate", json=admission_review(workload("Deployment", "reg.example/web:1")))
     assert answer.status_code == 200 and answer.json()["response"]["patchType"] == "JSONPatch"
-    refused = client.post("/mutate", content=b"nope")
+    refused = client.post("/mutate", content=b"nope", headers={"content-type": "application/json"})
     assert refused.status_code == 400 and refused.json()["error"]
     # one record per answer, the malformed call's too (under the id its answer names)
     mutated, rejected = decision_log.records

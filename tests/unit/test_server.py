@@ -68,8 +68,37 @@ def test_huge_body_without_content_length_is_refused_while_streaming(client: Tes
         for _ in range(100):
             yield b"x" * 1024
 
-    answer = client.post("/validate", content=chunks())
+    answer = client.post("/validate", content=chunks(), headers={"content-type": "application/json"})
     assert answer.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("media", "error"),
+    [
+        (None, "the request has no Content-Type; send the AdmissionReview as application/json"),
+        ("text/plain", "the body is sent as text/plain; send the AdmissionReview as application/json"),
+        ("application/x-www-form-urlencoded",
+         "the body is sent as application/x-www-form-urlencoded; send the AdmissionReview as application/json"),
+        ("application/jsonx", "the body is sent as application/jsonx; send the AdmissionReview as application/json"),
+        ("application/yaml", "the body is sent as application/yaml; send the AdmissionReview as application/json"),
+    ],
+)
+def test_a_body_not_sent_as_json_is_a_415_with_the_reason(client: TestClient, decision_log: CapturedLog,
+                                                          media: str | None, error: str) -> None:
+    """A valid review under another media type is refused and logged, not decided: the API server
+    always sends application/json, so this is some other client (a form post, a script)."""
+    body = json.dumps(admission_review(workload(), uid="typed")).encode()
+    answer = client.post("/validate", content=body, headers={} if media is None else {"content-type": media})
+    assert answer.status_code == 415 and answer.json()["error"] == error
+    assert decision_log.records[-1]["rejected"] is True and decision_log.records[-1]["http_status"] == 415
+
+
+@pytest.mark.parametrize("media", ["application/json", "Application/JSON", "application/json; charset=utf-8",
+                                   " application/json ;charset=UTF-8"])
+def test_json_media_types_are_read(client: TestClient, media: str) -> None:
+    body = json.dumps(admission_review(workload(), uid="typed")).encode()
+    answer = client.post("/validate", content=body, headers={"content-type": media})
+    assert answer.status_code == 200 and answer.json()["response"]["uid"] == "typed"
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "br", " GZIP ", "identity, gzip"])
