@@ -8,8 +8,10 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
 
 from webhook.observe.events import EventRecorder
+from webhook.observe.metric_buffer import PENDING
 from webhook.observe.tracing import TracingObserver
 
 
@@ -20,6 +22,20 @@ def denied(name: str = "web", *, dry_run: bool = False, outcome: str = "denied")
         "findings": [{"rule": "digest_pinning", "mode": "deny" if outcome == "denied" else "warn",
                       "message": 'container "web" image "nginx:latest" is not pinned by digest'}],
     }
+
+
+def counted() -> dict[str, float]:
+    """deployguard_kubernetes_events_total by result, and the kubernetes upstream errors, as a scrape shows them."""
+    PENDING.flush()
+    values = {result: REGISTRY.get_sample_value("deployguard_kubernetes_events_total", {"result": result}) or 0.0
+              for result in ("sent", "failed", "rate_limited", "dropped")}
+    upstream = REGISTRY.get_sample_value("deployguard_upstream_errors_total", {"upstream": "kubernetes"})
+    values["upstream"] = upstream or 0.0
+    return values
+
+
+def grown(before: dict[str, float]) -> dict[str, float]:
+    return {key: value - before[key] for key, value in counted().items() if value != before[key]}
 
 
 class FakeSink:
@@ -40,8 +56,10 @@ async def test_a_denial_becomes_an_event_on_the_workload() -> None:
     recorder = EventRecorder(sink)
     task = asyncio.create_task(recorder.run())
     recorder.observe(denied(), {})
+    before = counted()
     await asyncio.wait_for(recorder.queue.join(), 5)
     task.cancel()
+    assert grown(before) == {"sent": 1.0}
     [(namespace, body)] = sink.created
     assert namespace == "shop" and body["reason"] == "DeployDenied" and body["type"] == "Warning"
     assert body["involvedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "shop",
@@ -51,6 +69,7 @@ async def test_a_denial_becomes_an_event_on_the_workload() -> None:
 
 def test_repeats_are_rate_limited_per_object_and_a_full_queue_drops() -> None:
     now = [0.0]
+    before = counted()
     recorder = EventRecorder(FakeSink(), min_interval_seconds=60, queue_size=2, clock=lambda: now[0])
     recorder.observe(denied("a"), {})
     recorder.observe(denied("a"), {})  # same object, same reason, within 60 s: dropped
@@ -61,6 +80,7 @@ def test_repeats_are_rate_limited_per_object_and_a_full_queue_drops() -> None:
     recorder.queue.get_nowait()
     recorder.observe(denied("a"), {})
     assert recorder.queue.qsize() == 2
+    assert grown(before) == {"rate_limited": 1.0, "dropped": 1.0}
 
 
 def test_no_events_for_allowed_dry_run_or_rejected_calls() -> None:
@@ -71,13 +91,15 @@ def test_no_events_for_allowed_dry_run_or_rejected_calls() -> None:
     assert recorder.queue.qsize() == 0
 
 
-async def test_a_failing_api_server_costs_nothing_but_a_log_line() -> None:
+async def test_a_failing_api_server_costs_nothing_but_a_log_line_and_counters() -> None:
+    before = counted()
     recorder = EventRecorder(FakeSink(fail=True))
     task = asyncio.create_task(recorder.run())
     recorder.observe(denied(), {})
     await asyncio.wait_for(recorder.queue.join(), 5)
     assert not task.done()  # still running for the next Event
     task.cancel()
+    assert grown(before) == {"failed": 1.0, "upstream": 1.0}
 
 
 def test_spans_for_the_request_and_each_phase_carry_the_decision_id() -> None:

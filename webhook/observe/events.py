@@ -16,10 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from webhook.observe.metrics import KUBERNETES_EVENTS, UPSTREAM_ERRORS
+from webhook.observe.io_counters import upstream_error
+from webhook.observe.metric_buffer import PENDING
+from webhook.observe.metrics import KUBERNETES_EVENTS, LabelledChildren
 
 log = logging.getLogger("deployguard.events")
 
+_EVENTS = LabelledChildren(KUBERNETES_EVENTS, ("",))  # by result; counted on the event loop, through PENDING
 REASONS = {"denied": ("DeployDenied", "Warning"), "warned": ("DeployWarned", "Warning")}
 MAX_MESSAGE = 1024  # the API server truncates Event messages anyway
 
@@ -92,12 +95,12 @@ class EventRecorder:
         key = (str(target["namespace"]), str(target["kind"]), str(target["name"]), str(body["reason"]))
         now = self._clock()
         if now - self._last.get(key, -1e18) < self._interval:
-            KUBERNETES_EVENTS.labels(result="rate_limited").inc()
+            PENDING.inc(_EVENTS.get("rate_limited"))
             return
         try:
             self.queue.put_nowait(body)
         except asyncio.QueueFull:
-            KUBERNETES_EVENTS.labels(result="dropped").inc()
+            PENDING.inc(_EVENTS.get("dropped"))
             return
         self._last[key] = now
         if len(self._last) > 10_000:  # forget the oldest half rather than grow without bound
@@ -110,10 +113,10 @@ class EventRecorder:
             body = await self.queue.get()
             try:
                 await asyncio.to_thread(self._sink.create, body["metadata"]["namespace"], body)
-                KUBERNETES_EVENTS.labels(result="sent").inc()
+                PENDING.inc(_EVENTS.get("sent"))
             except Exception as exc:
-                KUBERNETES_EVENTS.labels(result="failed").inc()
-                UPSTREAM_ERRORS.labels(upstream="kubernetes").inc()
+                PENDING.inc(_EVENTS.get("failed"))
+                upstream_error("kubernetes")
                 log.warning("could not create an Event in %s: %s", body["metadata"]["namespace"], exc)
             finally:
                 self.queue.task_done()
