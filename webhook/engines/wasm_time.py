@@ -32,6 +32,7 @@ from webhook.engines.go_time import (
     zone_named,
 )
 from webhook.engines.host_steps import HostSteps, charged
+from webhook.engines.wasm_operands import string
 
 
 class EvaluationClock:
@@ -45,12 +46,6 @@ class EvaluationClock:
 
     def builtin(self, _args: list[Any]) -> int:
         return self.now_ns
-
-
-def _string(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what}: operand must be a string, got {type(value).__name__}")
-    return value
 
 
 def _integer(value: Any, what: str) -> int:
@@ -72,9 +67,9 @@ def _instant(value: Any, what: str) -> tuple[int, tzinfo, str]:
         if not value:
             raise TypeError(f"{what}: operand must be either number (ns) or [number (ns), string (tz)]")
         if len(value) > 1:
-            zone = zone_named(_string(value[1], what))
+            zone = zone_named(string(value[1], what))
         if len(value) > 2:
-            layout = _string(value[2], what)
+            layout = string(value[2], what)
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{what}: operand must be either number (ns) or [number (ns), string (tz)]")
@@ -135,7 +130,7 @@ def _format(args: list[Any]) -> str:
 
 
 def _parse_ns(args: list[Any]) -> int:
-    layout, value = _string(args[0], "time.parse_ns"), _string(args[1], "time.parse_ns")
+    layout, value = string(args[0], "time.parse_ns"), string(args[1], "time.parse_ns")
     return go_parse(NAMED_LAYOUTS.get(layout, layout), value)
 
 
@@ -144,10 +139,10 @@ def time_builtins(clock: EvaluationClock, steps: HostSteps) -> dict[str, Any]:
     whose work grows with a layout's or a duration's length charged to ``steps``."""
 
     def rfc3339(args: list[Any]) -> int:  # a long fraction is read digit by digit
-        return go_parse(NAMED_LAYOUTS["RFC3339"], _string(args[0], "time.parse_rfc3339_ns"))
+        return go_parse(NAMED_LAYOUTS["RFC3339"], string(args[0], "time.parse_rfc3339_ns"))
 
     def duration(args: list[Any]) -> int:
-        return opa_duration(_string(args[0], "time.parse_duration_ns"))
+        return opa_duration(string(args[0], "time.parse_duration_ns"))
 
     return {
         "time.now_ns": clock.builtin,
