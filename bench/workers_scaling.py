@@ -62,6 +62,9 @@ def cpu_cgroup(name: str, cores: float) -> Path:
     period = 100_000
     unified = Path("/sys/fs/cgroup/cgroup.controllers")
     if unified.exists() and "cpu" in unified.read_text().split():
+        subtree = Path("/sys/fs/cgroup/cgroup.subtree_control")
+        if "cpu" not in subtree.read_text().split():
+            subtree.write_text("+cpu\n")  # children get cpu.max only once the root hands them the controller
         group = Path("/sys/fs/cgroup") / name
         group.mkdir(exist_ok=True)
         (group / "cpu.max").write_text(f"{int(cores * period)} {period}\n")
