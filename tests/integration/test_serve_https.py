@@ -47,6 +47,16 @@ def test_bad_input_gets_400_with_reason(served: ServedDeployguard) -> None:
     assert "not valid JSON" in json.loads(body)["error"]
 
 
+def test_a_form_post_gets_415_with_the_type_it_came_as(served: ServedDeployguard) -> None:
+    """``curl -d`` without a header sends a form; a valid review under that type is refused, not decided."""
+    result = served.curl("/validate", "--data-binary", f"@{EXAMPLES / 'admission-review.json'}")
+    body, status = result.stdout.rsplit("\n", 1)
+    assert status == "415", result.stderr
+    assert json.loads(body)["error"] == (
+        "the body is sent as application/x-www-form-urlencoded; send the AdmissionReview as application/json"
+    )
+
+
 def test_every_answer_is_in_the_decision_log(served: ServedDeployguard) -> None:
     lines = (served.workdir / "decisions.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
