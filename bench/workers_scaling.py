@@ -128,7 +128,7 @@ def main() -> int:
         "--cpu-limit",
         type=float,
         default=0.0,
-        help="cores per worker (a CFS quota on each server, as the chart's limits.cpu; needs root)",
+        help="cores per worker (a CFS quota on each server, as a pod's limits.cpu; needs root)",
     )
     parser.add_argument("--wrk-prefix", default="", help='run wrk under a command, e.g. "chrt --batch 0"')
     args = parser.parse_args()
