@@ -609,6 +609,11 @@ class LocalControlPlane:
             f"the {what} answering the API server",
         )
 
+    def restore_session_registration(self) -> None:
+        """Point the API server back at the session's deployguard, and wait until it enforces again."""
+        self.register(self.deployguard, failure_policy=self.failure_policy)
+        self.wait_until_enforced()
+
     @contextlib.contextmanager
     def serving(self, server: DeployguardServer, what: str) -> Iterator[DeployguardServer]:
         """Start ``server``, switch the API server to it, stop it afterwards (re-registering is the caller's)."""

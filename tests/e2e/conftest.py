@@ -98,8 +98,7 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> str:
 def restore_registration(control_plane: LocalControlPlane) -> Iterator[None]:
     """For tests that re-register the webhook: put the session's registration back, whatever happened."""
     yield
-    control_plane.register(control_plane.deployguard, failure_policy=control_plane.failure_policy)
-    control_plane.wait_until_enforced()
+    control_plane.restore_session_registration()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -95,8 +95,7 @@ def governed(
         with control_plane.serving(server, "governed deployguard"):
             yield server
     finally:
-        control_plane.register(control_plane.deployguard, failure_policy=control_plane.failure_policy)
-        control_plane.wait_until_enforced()
+        control_plane.restore_session_registration()
 
 
 def freeze(namespace: str, name: str = "incident-42", **spec: Any) -> dict[str, Any]:

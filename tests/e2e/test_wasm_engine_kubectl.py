@@ -34,8 +34,7 @@ def on_wasm(control_plane: LocalControlPlane, tmp_path_factory: pytest.TempPathF
         with control_plane.serving(server, "deployguard on the wasm engine"):
             yield server
     finally:
-        control_plane.register(control_plane.deployguard, failure_policy=control_plane.failure_policy)
-        control_plane.wait_until_enforced()
+        control_plane.restore_session_registration()
 
 
 def test_a_tag_only_deployment_is_denied_with_the_actionable_reason(
