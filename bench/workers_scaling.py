@@ -32,6 +32,7 @@ differ only in the workers and their budget, which is the question asked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -111,6 +112,9 @@ def start(
     deadline = time.monotonic() + 60
     while not http_ok(f"https://127.0.0.1:{port}/healthz", cafile=certs.ca_cert):  # type: ignore[attr-defined]
         if time.monotonic() > deadline or proc.poll() is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
             sys.exit(f"deployguard serve --workers {workers} did not start")
         time.sleep(0.2)
     time.sleep(2)  # the second worker binds on its own
@@ -141,12 +145,13 @@ def main() -> int:
     script.write_text(LUA)
     counts = [int(c) for c in args.connections.split(",")]
     groups: dict[str, Path | None] = {}
-    for index, (name, (workers, _)) in enumerate(CONFIGS.items()):
-        limit = args.cpu_limit * workers
-        groups[name] = cpu_cgroup(f"dg-bench-{os.getpid()}-{index}", limit) if args.cpu_limit else None
-    servers = {name: start(work, certs, *config, groups[name]) for name, config in CONFIGS.items()}
-    results: dict[tuple[int, str], list[dict[str, float]]] = {(c, n): [] for c in counts for n in servers}
-    try:
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    results: dict[tuple[int, str], list[dict[str, float]]] = {(c, n): [] for c in counts for n in CONFIGS}
+    try:  # servers and cgroups go away however this ends, a server that did not start included
+        for index, (name, config) in enumerate(CONFIGS.items()):
+            limit = args.cpu_limit * config[0]
+            groups[name] = cpu_cgroup(f"dg-bench-{os.getpid()}-{index}", limit) if args.cpu_limit else None
+            servers[name] = start(work, certs, *config, groups[name])
         for _, port in servers.values():  # warm up
             wrk(f"https://127.0.0.1:{port}/validate", args.body, 2, counts[0], script, args.unique)
         for round_ in range(args.rounds):
