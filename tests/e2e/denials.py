@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 TAG_ONLY = "nginx:1.27"
 
@@ -26,3 +27,10 @@ def assert_digest_denial(stderr: str, *, subject: str, image: str = TAG_ONLY, co
     ]
     missing = [text for text in expected if text not in stderr]
     assert not missing, f"missing {missing} in kubectl's stderr:\n{stderr}"
+
+
+def assert_admitted_quietly(result: Any, created: str) -> None:
+    """kubectl created the object, and deployguard had nothing to warn about."""
+    assert result.ok, result
+    assert result.stdout.strip() == f"{created} created", result
+    assert "Warning:" not in result.stderr, result

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.controlplane import WEBHOOK_NAMESPACE, DeployguardServer, Kubectl
-from tests.e2e.denials import TAG_ONLY, assert_digest_denial, reason
+from tests.e2e.denials import TAG_ONLY, assert_admitted_quietly, assert_digest_denial, reason
 from tests.factories import PINNED, workload
 
 pytestmark = pytest.mark.e2e
@@ -67,9 +67,7 @@ def test_the_same_deployment_pinned_by_digest_is_created(
 ) -> None:
     result = kubectl.apply(workload("Deployment", PINNED, namespace=namespace))
 
-    assert result.ok, result
-    assert result.stdout.strip() == "deployment.apps/web created"
-    assert "Warning:" not in result.stderr, result
+    assert_admitted_quietly(result, "deployment.apps/web")
     assert kubectl.exists("deployment", "web", namespace)
     [record] = [r for r in records_for(deployguard, namespace, "web") if r["operation"] == "CREATE"]
     assert record["allowed"] is True and record["kind"] == "Deployment" and record["user"] == "admin"

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import tool
 from tests.controlplane import DeployguardServer, Kubectl, LocalControlPlane
-from tests.e2e.denials import TAG_ONLY, assert_digest_denial
+from tests.e2e.denials import TAG_ONLY, assert_admitted_quietly, assert_digest_denial
 from tests.e2e.test_kubectl_admission import records_for, wait_for_record
 from tests.factories import PINNED, workload
 
@@ -54,9 +54,7 @@ def test_a_pinned_deployment_and_what_its_controllers_create_pass_on_wasm(
 ) -> None:
     result = kubectl.apply(workload("Deployment", PINNED, namespace=namespace))
 
-    assert result.ok, result
-    assert result.stdout.strip() == "deployment.apps/web created"
-    assert "Warning:" not in result.stderr, result
+    assert_admitted_quietly(result, "deployment.apps/web")
     replica_set = wait_for_record(on_wasm, lambda r: r["namespace"] == namespace and r["kind"] == "ReplicaSet")
     pod = wait_for_record(on_wasm, lambda r: r["namespace"] == namespace and r["kind"] == "Pod")
     for record in (replica_set, pod):
